@@ -1,0 +1,4 @@
+//! husk's test support: the testbed that runs commands inside an emulated test host
+//! with a genuine `/dev/kvm`, and helpers shared by the end-to-end suites.
+
+pub mod testbed;
