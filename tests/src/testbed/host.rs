@@ -118,9 +118,7 @@ pub fn qemu_args(config: &TestbedConfig, init: &Path, job_dir: &Path) -> Vec<OsS
     push("chardev:console");
     // This machine's root, read-only; the job directory, read-write.
     push("-fsdev");
-    push(&format!(
-        "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap"
-    ));
+    push("local,id=root,path=/,security_model=none,readonly=on,multidevs=remap");
     push("-device");
     push(&format!("virtio-9p-device,fsdev=root,mount_tag={ROOT_TAG}"));
     push("-fsdev");
@@ -193,17 +191,20 @@ pub fn run(config: &TestbedConfig, job: &Job) -> Result<Outcome, TestbedError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (prctl, sigprocmask).
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            SigSet::all().thread_unblock()?;
-            Ok(())
-        });
-    }
+    // Runs in the child between fork and exec. PR_SET_PDEATHSIG fires when the
+    // forking *thread* ends: `run` is called from the main thread, which lives until
+    // the process exits.
+    let in_child = || -> std::io::Result<()> {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        SigSet::all().thread_unblock()?;
+        Ok(())
+    };
+    // SAFETY: `in_child` only makes async-signal-safe system calls (prctl,
+    // sigprocmask) and allocates nothing.
+    unsafe { cmd.pre_exec(in_child) };
     let mut child = cmd.spawn().map_err(qemu_err)?;
 
     let console = child.stdout.take().expect("stdout was piped");

@@ -1,0 +1,34 @@
+//! Where the end-to-end suites find the guest image.
+//!
+//! `tests/run.sh` builds it (`guest-image/build.sh`) and passes the cached paths in
+//! `HUSK_GUEST_KERNEL` and `HUSK_GUEST_INITRD`.
+
+use std::path::PathBuf;
+
+/// The guest kernel and initramfs under test.
+#[derive(Debug, Clone)]
+pub struct GuestImage {
+    /// The guest bzImage.
+    pub kernel: PathBuf,
+    /// The initramfs with husk-agent as `/init`.
+    pub initrd: PathBuf,
+}
+
+impl GuestImage {
+    /// Reads the paths from the environment; panics with directions if they are unset.
+    pub fn from_env() -> GuestImage {
+        let get = |name: &str| -> PathBuf {
+            let path = std::env::var_os(name)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    panic!("{name} is not set: run the end-to-end tests through tests/run.sh")
+                });
+            assert!(path.is_file(), "{name}={} does not exist", path.display());
+            path
+        };
+        GuestImage {
+            kernel: get("HUSK_GUEST_KERNEL"),
+            initrd: get("HUSK_GUEST_INITRD"),
+        }
+    }
+}
