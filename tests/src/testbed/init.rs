@@ -2,7 +2,7 @@
 //!
 //! The kernel mounts the build machine's root read-only over 9p and starts
 //! `husk-testbed` as init. It makes the places engines write to writable (tmpfs, and
-//! overlays over `/etc` and `/var` so their contents stay visible), mounts the job
+//! overlays over `/etc`, `/var` and `/root` so their contents stay visible), mounts the job
 //! directory, runs the job with the console as its stdout and stderr, reaps orphans,
 //! writes the job's status and resets the machine, which ends QEMU (`-no-reboot`).
 
@@ -57,10 +57,10 @@ pub const BASE_MOUNTS: &[MountSpec] = &[
     spec("mqueue", "mqueue", "/dev/mqueue", NOSUID_NODEV_NOEXEC, None),
     spec("run", "tmpfs", "/run", NOSUID_NODEV, Some("mode=0755")),
     spec("tmp", "tmpfs", "/tmp", NOSUID_NODEV, Some("mode=1777")),
-    spec("root", "tmpfs", "/root", NOSUID_NODEV, Some("mode=0700")),
 ];
 
-/// Writable views of `/etc` and `/var`: the shared contents below, a tmpfs above.
+/// Writable views of `/etc`, `/var` and `/root` (where `~/.cache/husk` lives): the
+/// shared contents below, a tmpfs above.
 pub const OVERLAY_MOUNTS: &[MountSpec] = &[
     spec(
         "overlay",
@@ -115,7 +115,7 @@ pub fn run() -> ! {
 
 fn prepare() -> anyhow::Result<Job> {
     mount_all(BASE_MOUNTS)?;
-    for dir in ["etc", "var"] {
+    for dir in ["etc", "var", "root"] {
         for sub in ["upper", "work"] {
             std::fs::create_dir_all(format!("/run/husk-testbed/{dir}/{sub}"))?;
         }
