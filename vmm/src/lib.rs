@@ -1,7 +1,10 @@
 //! husk's virtual machine monitor.
 //!
-//! Organised after Firecracker: `vstate/` for KVM state (VM, vCPUs, memory) and
-//! `devices/` for emulated devices behind a bus. This first version holds the KVM
-//! probe that tells whether a host's `/dev/kvm` runs guests at all.
+//! Organised after Firecracker: [`arch`] holds the x86-64 boot protocol pieces (memory
+//! layout, page tables, GDT, MP table, CPUID), [`vstate`] the KVM state (VM, vCPUs,
+//! guest memory) and [`devices`] the emulated devices, each behind a
+//! [`devices::bus::BusDevice`]. [`probe`] tells whether a `/dev/kvm` runs guests at all.
 
+pub mod arch;
+pub mod devices;
 pub mod probe;

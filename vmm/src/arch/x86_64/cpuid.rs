@@ -1,0 +1,1 @@
+//! CPUID normalization (to be written).

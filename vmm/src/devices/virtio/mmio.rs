@@ -1,0 +1,1 @@
+//! The virtio-mmio transport (to be written).

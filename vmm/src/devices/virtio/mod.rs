@@ -1,0 +1,127 @@
+//! virtio devices and their MMIO transport.
+//!
+//! A device implements [`VirtioDevice`]; [`mmio::MmioTransport`] puts it on the MMIO
+//! bus with the virtio-mmio (version 2) register layout. Queue notifications reach the
+//! device through one eventfd per queue (registered with KVM as an ioeventfd on the
+//! QueueNotify register, so they cost no VM exit); interrupts leave through
+//! [`VirtioInterrupt`], an eventfd registered with KVM as an irqfd.
+
+pub mod mmio;
+pub mod rng;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Interrupt status bit: the device used buffers in a queue.
+pub const INT_VRING: u32 = 1;
+/// Interrupt status bit: the device's configuration changed.
+pub const INT_CONFIG: u32 = 2;
+
+/// Device status bits (virtio 1.2, 2.1).
+pub mod status {
+    /// The guest noticed the device.
+    pub const ACKNOWLEDGE: u32 = 1;
+    /// The guest has a driver for it.
+    pub const DRIVER: u32 = 2;
+    /// The driver is ready: the device may be used.
+    pub const DRIVER_OK: u32 = 4;
+    /// Feature negotiation is complete.
+    pub const FEATURES_OK: u32 = 8;
+    /// The device hit an error it cannot recover from.
+    pub const DEVICE_NEEDS_RESET: u32 = 64;
+    /// The driver gave up on the device.
+    pub const FAILED: u32 = 128;
+}
+
+/// `VIRTIO_F_VERSION_1`: every husk device is a modern (non-legacy) device.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+
+/// The interrupt line of one virtio device: the status register the guest reads and
+/// acknowledges, and the eventfd that raises the guest interrupt (an irqfd).
+#[derive(Debug)]
+pub struct VirtioInterrupt {
+    status: AtomicU32,
+    evt: EventFd,
+}
+
+impl VirtioInterrupt {
+    /// A line that signals `evt`.
+    pub fn new(evt: EventFd) -> Self {
+        VirtioInterrupt {
+            status: AtomicU32::new(0),
+            evt,
+        }
+    }
+
+    /// Sets `bit` (`INT_VRING` or `INT_CONFIG`) and raises the interrupt.
+    pub fn trigger(&self, bit: u32) -> std::io::Result<()> {
+        self.status.fetch_or(bit, Ordering::SeqCst);
+        self.evt.write(1)
+    }
+
+    /// The InterruptStatus register.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// InterruptACK: clears the acknowledged bits.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    /// The eventfd behind the line (to register as an irqfd).
+    pub fn eventfd(&self) -> &EventFd {
+        &self.evt
+    }
+}
+
+/// Why a device could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    /// The driver set up a queue the device cannot use.
+    #[error("queue {index} is not usable: {reason}")]
+    BadQueue {
+        /// Queue index.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resource of the device could not be set up.
+    #[error("device set-up failed")]
+    Io(#[source] std::io::Error),
+}
+
+/// A virtio device behind a transport.
+///
+/// Everything here is reachable by the guest: implementations validate what they read
+/// from guest memory and never panic on it.
+pub trait VirtioDevice: Send {
+    /// The virtio device ID (4 for entropy, 19 for vsock, ...).
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the number of queues is the slice's length.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Feature bits the device offers (including `VIRTIO_F_VERSION_1`).
+    fn avail_features(&self) -> u64;
+    /// Records the features the driver accepted (a subset of the offered ones).
+    fn ack_features(&mut self, features: u64);
+    /// Reads the device-specific configuration space; out of range reads give zeros.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device-specific configuration space; out of range writes are dropped.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Starts the device once the driver set DRIVER_OK: it gets the guest memory, its
+    /// ready queues, one notification eventfd per queue (same order) and its interrupt.
+    /// The device serves the queues from the VMM's event loop through
+    /// [`VirtioDevice::process_queue`].
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        queues: Vec<virtio_queue::Queue>,
+        interrupt: Arc<VirtioInterrupt>,
+    ) -> Result<(), ActivateError>;
+    /// The driver notified queue `index` (its eventfd fired): process what is available.
+    fn process_queue(&mut self, index: usize);
+    /// The driver reset the device: drop the queues and go back to the initial state.
+    fn reset(&mut self);
+}

@@ -1,0 +1,2 @@
+//! `husk-vmm`: boot a kernel by hand (to be written).
+fn main() {}
