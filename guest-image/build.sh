@@ -4,7 +4,7 @@
 #   guest-image/build.sh kernel guest|testhost   build (or reuse) one kernel
 #   guest-image/build.sh initramfs               pack husk-agent as /init
 #   guest-image/build.sh all                     all of the above
-#   guest-image/build.sh path guest|testhost|initramfs
+#   guest-image/build.sh path guest|guest-vmlinux|testhost|initramfs
 #                                                print the cached path (build if missing)
 #
 # Outputs live under $HUSK_CACHE_DIR (default ~/.cache/husk), outside the work tree,
@@ -191,11 +191,15 @@ path)
         [ -f "$(kernel_dir "$2")/bzImage" ] || build_kernel "$2"
         echo "$(kernel_dir "$2")/bzImage"
         ;;
+    guest-vmlinux)
+        [ -f "$(kernel_dir guest)/vmlinux" ] || build_kernel guest
+        echo "$(kernel_dir guest)/vmlinux"
+        ;;
     initramfs)
         build_initramfs
         initramfs_path "$(agent_binary 2>/dev/null)"
         ;;
-    *) die "usage: build.sh path guest|testhost|initramfs" ;;
+    *) die "usage: build.sh path guest|guest-vmlinux|testhost|initramfs" ;;
     esac
     ;;
 *) die "unknown command '$cmd' (see the header of $0)" ;;

@@ -12,8 +12,12 @@ echo "== end-to-end tests (testbed)"
 export HUSK_GUEST_KERNEL HUSK_GUEST_INITRD
 HUSK_GUEST_KERNEL=$(guest-image/build.sh path guest)
 HUSK_GUEST_INITRD=$(guest-image/build.sh path initramfs)
-smoke=$(cargo test -p husk-tests --test smoke --no-run 2>&1 |
-    sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
-[ -x "$smoke" ] || { echo "run.sh: cannot find the smoke test binary" >&2; exit 1; }
-target/debug/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- \
-    "$smoke" --ignored --test-threads=1
+# Every end-to-end suite, built once; they run in one boot of the testbed.
+suites=()
+for suite in smoke vmm_boot; do
+    bin=$(cargo test -p husk-tests --test "$suite" --no-run 2>&1 |
+        sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
+    [ -x "$bin" ] || { echo "run.sh: cannot find the $suite test binary" >&2; exit 1; }
+    suites+=("$bin")
+done
+target/debug/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "${suites[@]}"

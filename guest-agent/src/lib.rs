@@ -8,6 +8,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod devices;
 pub mod mounts;
 pub mod power;
 

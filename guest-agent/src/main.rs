@@ -53,8 +53,15 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
     let cmdline = std::fs::read_to_string("/proc/cmdline")?;
     let config = AgentConfig::from_cmdline(&cmdline)?;
 
+    let virtio =
+        husk_agent::devices::virtio_devices(std::path::Path::new("/sys/bus/virtio/devices"));
+    if !virtio.is_empty() {
+        println!("husk-agent: virtio devices: {}", virtio.join(", "));
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "{READY_PREFIX} (version {VERSION}, {} ms after kernel start)",
+        "{READY_PREFIX} (version {VERSION}, {cpus} cpus, {} MiB, {} ms after kernel start)",
+        mem_total_mib()?,
         uptime_ms()?
     );
 
@@ -86,6 +93,19 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
         // waits for a console request or a signal.
         None => rx.recv().unwrap_or(Stop::Console),
     })
+}
+
+/// Memory the kernel manages, from `/proc/meminfo`.
+fn mem_total_mib() -> Result<u64, Box<dyn std::error::Error>> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .ok_or("no MemTotal in /proc/meminfo")?
+        .trim()
+        .parse()?;
+    Ok(kib / 1024)
 }
 
 /// Milliseconds since the kernel started, from `/proc/uptime`.

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 pub struct GuestImage {
     /// The guest bzImage.
     pub kernel: PathBuf,
+    /// The same kernel as an ELF `vmlinux`.
+    pub vmlinux: PathBuf,
     /// The initramfs with husk-agent as `/init`.
     pub initrd: PathBuf,
 }
@@ -26,9 +28,28 @@ impl GuestImage {
             assert!(path.is_file(), "{name}={} does not exist", path.display());
             path
         };
+        let kernel = get("HUSK_GUEST_KERNEL");
         GuestImage {
-            kernel: get("HUSK_GUEST_KERNEL"),
+            vmlinux: kernel.with_file_name("vmlinux"),
+            kernel,
             initrd: get("HUSK_GUEST_INITRD"),
         }
     }
+}
+
+/// A binary of this workspace, next to the running test's own `target/<profile>/`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is not built (cargo build --workspace --bins)",
+        bin.display()
+    );
+    bin
 }

@@ -6,5 +6,8 @@
 //! [`devices::bus::BusDevice`]. [`probe`] tells whether a `/dev/kvm` runs guests at all.
 
 pub mod arch;
+pub mod builder;
 pub mod devices;
+pub mod event_loop;
 pub mod probe;
+pub mod vstate;

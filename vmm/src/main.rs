@@ -1,2 +1,110 @@
-//! `husk-vmm`: boot a kernel by hand (to be written).
-fn main() {}
+//! `husk-vmm`: boot a kernel and initramfs in a husk microVM by hand.
+//!
+//! ```text
+//! husk-vmm --kernel vmlinux|bzImage [--initrd FILE] [--mem MIB] [--vcpus N]
+//!          [--cmdline "..."] [--serial-out stdout|FILE] [--rng]
+//! ```
+//!
+//! The guest console (COM1) goes to stdout or a file; stdin, when it is a terminal or
+//! a pipe, is typed into it. Exit status: 0 when the guest ends the VM (reset or power
+//! off), 1 on error, 128+N when stopped by signal N.
+
+use anyhow::Context;
+use clap::Parser;
+use husk_vmm::builder::{VmConfig, Vmm};
+use husk_vmm::devices::legacy::serial::ConsoleOut;
+use husk_vmm::devices::virtio::{rng::Rng, VirtioDevice};
+use husk_vmm::vstate::vcpu::VmExit;
+use nix::sys::signal::{SigSet, Signal};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The command line husk guests boot with unless told otherwise.
+const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Boot a kernel in a husk microVM (KVM)")]
+struct Cli {
+    /// Kernel: an ELF vmlinux or a bzImage with a 64-bit entry point.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs (for husk guests: the one with husk-agent as /init).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    mem: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u8,
+    /// Kernel command line (the VMM appends its virtio_mmio.device= words).
+    #[arg(long, default_value = DEFAULT_CMDLINE)]
+    cmdline: String,
+    /// Where the guest console goes: `stdout` or a file path.
+    #[arg(long, default_value = "stdout")]
+    serial_out: String,
+    /// Attach a virtio-rng device (entropy for the guest).
+    #[arg(long)]
+    rng: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("husk-vmm: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let console: ConsoleOut = match cli.serial_out.as_str() {
+        "stdout" => Box::new(std::io::stdout()),
+        path => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
+        }
+    };
+    let config = VmConfig {
+        kernel: cli.kernel,
+        initrd: cli.initrd,
+        mem_mib: cli.mem,
+        vcpus: cli.vcpus,
+        cmdline: cli.cmdline,
+    };
+    let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    if cli.rng {
+        devices.push(Box::new(Rng::new()));
+    }
+
+    // Stop signals are taken by one thread; block them before any thread starts.
+    let mut signals = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(sig);
+    }
+    signals
+        .thread_block()
+        .context("cannot block stop signals")?;
+    let mut vmm = Vmm::build(&config, console, devices)?;
+    if let Ok(stdin) = std::io::stdin().as_fd().try_clone_to_owned() {
+        // Not every stdin can be watched (a regular file, /dev/null): then there is
+        // simply no console input.
+        let _ = vmm.set_console_input(stdin.into());
+    }
+    let control = vmm.control();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            eprintln!("husk-vmm: signal {sig}: stopping the VM");
+            control.request_exit(VmExit::Stopped);
+        }
+    });
+
+    let exit = vmm.run()?;
+    Ok(match exit {
+        VmExit::Reset | VmExit::Shutdown => ExitCode::SUCCESS,
+        VmExit::Stopped => ExitCode::from(128 + libc::SIGTERM as u8),
+        VmExit::Error(e) => anyhow::bail!("the VM failed: {e}"),
+    })
+}

@@ -2,7 +2,7 @@
 //!
 //! The kernel mounts the build machine's root read-only over 9p and starts
 //! `husk-testbed` as init. It makes the places engines write to writable (tmpfs, and
-//! overlays over `/etc`, `/var` and `/root` so their contents stay visible), mounts the job
+//! overlays over `/etc`, `/var`, `/root` and `/tmp` so their contents stay visible), mounts the job
 //! directory, runs the job with the console as its stdout and stderr, reaps orphans,
 //! writes the job's status and resets the machine, which ends QEMU (`-no-reboot`).
 
@@ -56,11 +56,10 @@ pub const BASE_MOUNTS: &[MountSpec] = &[
     spec("shm", "tmpfs", "/dev/shm", NOSUID_NODEV, Some("mode=1777")),
     spec("mqueue", "mqueue", "/dev/mqueue", NOSUID_NODEV_NOEXEC, None),
     spec("run", "tmpfs", "/run", NOSUID_NODEV, Some("mode=0755")),
-    spec("tmp", "tmpfs", "/tmp", NOSUID_NODEV, Some("mode=1777")),
 ];
 
-/// Writable views of `/etc`, `/var` and `/root` (where `~/.cache/husk` lives): the
-/// shared contents below, a tmpfs above.
+/// Writable views of `/etc`, `/var`, `/root` (where `~/.cache/husk` lives) and `/tmp`
+/// (where a checkout may live): the shared contents below, a tmpfs above.
 pub const OVERLAY_MOUNTS: &[MountSpec] = &[
     spec(
         "overlay",
@@ -115,7 +114,7 @@ pub fn run() -> ! {
 
 fn prepare() -> anyhow::Result<Job> {
     mount_all(BASE_MOUNTS)?;
-    for dir in ["etc", "var", "root"] {
+    for dir in ["etc", "var", "root", "tmp"] {
         for sub in ["upper", "work"] {
             std::fs::create_dir_all(format!("/run/husk-testbed/{dir}/{sub}"))?;
         }
@@ -128,6 +127,13 @@ fn prepare() -> anyhow::Result<Job> {
 
 /// Starts the job and reaps every process until the job itself ends.
 fn run_job(job: &Job) -> i32 {
+    if !job.cwd.is_dir() {
+        eprintln!(
+            "husk-testbed init: the working directory {} is not visible in the test host",
+            job.cwd.display()
+        );
+        return SETUP_FAILED;
+    }
     let mut cmd = Command::new(&job.argv[0]);
     cmd.args(&job.argv[1..])
         .env_clear()

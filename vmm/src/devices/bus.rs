@@ -119,7 +119,9 @@ impl Bus {
 /// Locks a device, recovering from a poisoned lock: a device whose handler panicked
 /// once keeps serving (its state is whatever it was) rather than taking the VMM down.
 fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -149,18 +151,22 @@ mod tests {
         let mut data = [0u8; 1];
         assert!(bus.read(0x3fb, &mut data));
         assert_eq!(data, [3]);
-        assert!(bus.write(0x3f8, &[b'x']));
+        assert!(bus.write(0x3f8, b"x"));
         assert_eq!(dev.lock().unwrap().writes, vec![(0, vec![b'x'])]);
     }
 
     #[test]
     fn accesses_outside_or_straddling_a_device_are_not_dispatched() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100)
+            .unwrap();
         let mut data = [0xaau8; 4];
         assert!(!bus.read(0xfff, &mut data[..1]));
         assert!(!bus.read(0x1100, &mut data[..1]));
-        assert!(!bus.read(0x10fe, &mut data), "4-byte read straddles the end");
+        assert!(
+            !bus.read(0x10fe, &mut data),
+            "4-byte read straddles the end"
+        );
         assert_eq!(data, [0xaa; 4]);
         assert!(!bus.write(u64::MAX, &[1, 2]));
     }
@@ -172,11 +178,24 @@ mod tests {
         bus.insert(dev(), 0x1000, 0x100).unwrap();
         assert_eq!(
             bus.insert(dev(), 0x10ff, 1),
-            Err(BusError::Overlap { base: 0x10ff, len: 1, other: 0x1000 })
+            Err(BusError::Overlap {
+                base: 0x10ff,
+                len: 1,
+                other: 0x1000
+            })
         );
-        assert!(matches!(bus.insert(dev(), 0xf00, 0x101), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(dev(), 0x2000, 0), Err(BusError::InvalidRange { .. })));
-        assert!(matches!(bus.insert(dev(), u64::MAX, 2), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(dev(), 0xf00, 0x101),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(dev(), 0x2000, 0),
+            Err(BusError::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            bus.insert(dev(), u64::MAX, 2),
+            Err(BusError::InvalidRange { .. })
+        ));
         bus.insert(dev(), 0x1100, 0x10).unwrap();
         bus.insert(dev(), 0xf00, 0x100).unwrap();
     }

@@ -110,9 +110,10 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes the device-specific configuration space; out of range writes are dropped.
     fn write_config(&mut self, offset: u64, data: &[u8]);
-    /// Starts the device once the driver set DRIVER_OK: it gets the guest memory, its
-    /// ready queues, one notification eventfd per queue (same order) and its interrupt.
-    /// The device serves the queues from the VMM's event loop through
+    /// Starts the device once the driver set DRIVER_OK: it gets the guest memory, all its
+    /// queues in index order (`queues[i]` is queue `i`; a queue the driver did not set up
+    /// has `ready() == false`, a ready one was checked against guest memory) and its
+    /// interrupt. The device serves the queues from the VMM's event loop through
     /// [`VirtioDevice::process_queue`].
     fn activate(
         &mut self,

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmarks, run where /dev/kvm is hardware KVM (inside the testbed on this project's
+# machines). Prints markdown tables; figures are ratios against QEMU in the same run.
+#   tests/bench.sh [--runs N]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+tests/setup.sh >&2
+cargo build --release -p husk-vmm -p husk-tests --bins >&2
+
+export HUSK_GUEST_KERNEL HUSK_GUEST_INITRD
+HUSK_GUEST_KERNEL=$(guest-image/build.sh path guest)
+HUSK_GUEST_INITRD=$(guest-image/build.sh path initramfs)
+echo "bench: host $(uname -n), $(nproc) cores; guest kernel $HUSK_GUEST_KERNEL" >&2
+if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then
+    run=()
+else
+    echo "bench: no hardware KVM here: running inside the testbed (nested, emulated)" >&2
+    run=(target/release/husk-testbed --timeout 1800 --)
+fi
+"${run[@]}" target/release/husk-bench-boot "$@"

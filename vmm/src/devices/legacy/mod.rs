@@ -1,0 +1,4 @@
+//! Legacy PC devices on the port I/O bus.
+
+pub mod i8042;
+pub mod serial;
