@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# husk's main job, as far as it goes today: boot the guest image in a KVM microVM and
-# show the agent's readiness line. Where this host's /dev/kvm cannot boot Linux guests
+# husk's main job, as far as it goes today: boot the guest image in a KVM microVM with
+# husk's own VMM (husk-vmm) and show the agent's readiness line. Where this host's /dev/kvm cannot boot Linux guests
 # (no hardware virtualization, or PVM), the microVM runs inside the testbed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,8 +17,6 @@ else
     run=(target/debug/husk-testbed --timeout 300 --)
 fi
 echo "demo: kernel $kernel, initramfs $initrd" >&2
-exec "${run[@]}" qemu-system-x86_64 -enable-kvm -cpu host -M microvm,acpi=off -m 256M -smp 1 \
-    -nodefaults -no-user-config -nographic -no-reboot \
-    -chardev stdio,id=con,signal=off -serial chardev:con \
-    -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 reboot=t panic=-1 quiet husk.poweroff_after=1"
+exec "${run[@]}" target/debug/husk-vmm --kernel "$kernel" --initrd "$initrd" \
+    --vcpus 2 --mem 256 --rng \
+    --cmdline "console=ttyS0 reboot=t panic=-1 quiet husk.poweroff_after=1"

@@ -37,14 +37,14 @@ impl GuestImage {
     }
 }
 
-/// A binary of this workspace, next to the running test's own `target/<profile>/`.
+/// A binary of this workspace, in the running executable's `target/<profile>/` (a test
+/// runs from `target/<profile>/deps/`, a binary from `target/<profile>/`).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target directory");
+    let mut dir = exe.parent().expect("target directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target directory");
+    }
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
