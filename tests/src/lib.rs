@@ -4,3 +4,4 @@
 pub mod console;
 pub mod guest_image;
 pub mod testbed;
+pub mod vm_command;

@@ -4,6 +4,7 @@
 use husk_agent::{POWEROFF_PREFIX, READY_PREFIX};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
+use husk_tests::vm_command::{self, Boot};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -26,42 +27,14 @@ fn kvm_is_real_and_runs_a_tiny_guest() {
     assert_eq!(report.output, husk_vmm::probe::EXPECTED_OUTPUT);
 }
 
-/// QEMU's microvm machine on KVM, booting the guest image with the given extra
-/// kernel command-line words; the serial console is stdio.
-fn qemu_microvm(image: &GuestImage, cmdline_extra: &str) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-enable-kvm",
-        "-cpu",
-        "host",
-        "-M",
-        "microvm,acpi=off",
-        "-m",
-        "256M",
-    ])
-    .args([
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .args([
-        "-chardev",
-        "stdio,id=con,signal=off",
-        "-serial",
-        "chardev:con",
-    ])
-    .arg("-kernel")
-    .arg(&image.kernel)
-    .arg("-initrd")
-    .arg(&image.initrd)
-    .arg("-append")
-    .arg(format!(
-        "console=ttyS0 reboot=t panic=-1 quiet {cmdline_extra}"
-    ));
-    cmd
+fn qemu_microvm(image: &GuestImage, extra_cmdline: &str) -> Command {
+    vm_command::qemu_microvm(Boot {
+        kernel: &image.kernel,
+        initrd: &image.initrd,
+        vcpus: 1,
+        mem_mib: 256,
+        extra_cmdline,
+    })
 }
 
 #[test]

@@ -3,24 +3,22 @@
 
 use husk_agent::{POWEROFF_PREFIX, READY_PREFIX};
 use husk_tests::console::ConsoleVm;
-use husk_tests::guest_image::{workspace_bin, GuestImage};
+use husk_tests::guest_image::GuestImage;
+use husk_tests::vm_command::{self, Boot};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
-
 fn husk_vmm(kernel: &Path, initrd: &Path, vcpus: u8, mem_mib: u32, extra: &str) -> Command {
-    let mut cmd = Command::new(workspace_bin("husk-vmm"));
-    cmd.arg("--kernel")
-        .arg(kernel)
-        .arg("--initrd")
-        .arg(initrd)
-        .args(["--vcpus", &vcpus.to_string(), "--mem", &mem_mib.to_string()])
-        .args(["--cmdline", &format!("{CMDLINE} {extra}")]);
-    cmd
+    vm_command::husk_vmm(Boot {
+        kernel,
+        initrd,
+        vcpus,
+        mem_mib,
+        extra_cmdline: extra,
+    })
 }
 
 #[test]

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use husk_agent::READY_PREFIX;
 use husk_tests::console::ConsoleVm;
-use husk_tests::guest_image::{workspace_bin, GuestImage};
+use husk_tests::guest_image::GuestImage;
+use husk_tests::vm_command::{husk_vmm, qemu_microvm, Boot};
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,54 +34,14 @@ struct Sample {
     total_kib: u64,
 }
 
-const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
-
-fn husk(image: &GuestImage, mem: u32) -> Command {
-    let mut cmd = Command::new(workspace_bin("husk-vmm"));
-    cmd.arg("--kernel")
-        .arg(&image.kernel)
-        .arg("--initrd")
-        .arg(&image.initrd);
-    cmd.args([
-        "--mem",
-        &mem.to_string(),
-        "--vcpus",
-        "1",
-        "--cmdline",
-        CMDLINE,
-    ]);
-    cmd
-}
-
-fn qemu(image: &GuestImage, mem: u32) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-enable-kvm",
-        "-cpu",
-        "host",
-        "-smp",
-        "1",
-        "-m",
-        &format!("{mem}M"),
-    ])
-    .args([
-        "-object",
-        &format!("memory-backend-memfd,id=ram,size={mem}M"),
-    ])
-    .args(["-M", "microvm,acpi=off,memory-backend=ram"])
-    .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-    .args([
-        "-chardev",
-        "stdio,id=con,signal=off",
-        "-serial",
-        "chardev:con",
-    ])
-    .arg("-kernel")
-    .arg(&image.kernel)
-    .arg("-initrd")
-    .arg(&image.initrd)
-    .args(["-append", CMDLINE]);
-    cmd
+fn boot(image: &GuestImage, mem_mib: u32) -> Boot<'_> {
+    Boot {
+        kernel: &image.kernel,
+        initrd: &image.initrd,
+        vcpus: 1,
+        mem_mib,
+        extra_cmdline: "",
+    }
 }
 
 /// `RssAnon + RssFile` and `VmRSS` of a process, KiB.
@@ -153,8 +114,8 @@ fn main() -> anyhow::Result<()> {
     let mut qemu_samples = Vec::new();
     // Interleave the two so that drift in the machine affects both alike.
     for run in 0..cli.runs {
-        husk_samples.push(boot_once(husk(&image, cli.mem)).context("husk-vmm boot")?);
-        qemu_samples.push(boot_once(qemu(&image, cli.mem)).context("QEMU boot")?);
+        husk_samples.push(boot_once(husk_vmm(boot(&image, cli.mem))).context("husk-vmm boot")?);
+        qemu_samples.push(boot_once(qemu_microvm(boot(&image, cli.mem))).context("QEMU boot")?);
         eprintln!("bench: run {}/{} done", run + 1, cli.runs);
     }
     let h = summary(&husk_samples);
