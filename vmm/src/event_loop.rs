@@ -16,6 +16,8 @@ const TOKEN_RESET: u64 = 1;
 const TOKEN_CONSOLE: u64 = 2;
 /// Queue notifications: `TOKEN_QUEUE | device << 16 | queue`.
 const TOKEN_QUEUE: u64 = 1 << 32;
+/// Device backends: `TOKEN_BACKEND | device`.
+const TOKEN_BACKEND: u64 = 1 << 33;
 /// Console bytes read per wake-up: the UART's FIFO is 64 bytes deep.
 const CONSOLE_CHUNK: usize = 64;
 
@@ -131,6 +133,11 @@ impl EventLoop {
                 self.control.request_exit(VmExit::Reset);
             }
             TOKEN_CONSOLE => self.console_input(),
+            _ if token & TOKEN_BACKEND != 0 => {
+                if let Some(transport) = self.virtio.get((token & 0xffff) as usize) {
+                    lock(transport).process_backend();
+                }
+            }
             _ if token & TOKEN_QUEUE != 0 => {
                 let device = ((token >> 16) & 0xffff) as usize;
                 let queue = (token & 0xffff) as usize;

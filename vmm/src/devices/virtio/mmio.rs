@@ -165,6 +165,17 @@ impl MmioTransport {
     /// Queue `index` was notified: consumes the pending notifications on its eventfd and
     /// lets the device process the queue. Ignored before activation and for queues the
     /// device does not have.
+    /// The device's backend descriptor, for the event loop (see
+    /// [`VirtioDevice::backend_fd`]).
+    pub fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.device.backend_fd()
+    }
+
+    /// The backend descriptor is readable: let the device serve it.
+    pub fn process_backend(&mut self) {
+        self.device.process_backend();
+    }
+
     pub fn process_queue(&mut self, index: usize) {
         let Some(evt) = self.queue_evts.get(index) else {
             return;

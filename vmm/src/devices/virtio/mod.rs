@@ -9,6 +9,7 @@
 pub mod mmio;
 pub mod rng;
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
@@ -125,4 +126,13 @@ pub trait VirtioDevice: Send {
     fn process_queue(&mut self, index: usize);
     /// The driver reset the device: drop the queues and go back to the initial state.
     fn reset(&mut self);
+    /// A descriptor the VMM's event loop watches for the device's backend (sockets and
+    /// the like), typically an epoll descriptor of the device's own, registered once at
+    /// build time. `None`: the device is driven by its queues alone.
+    fn backend_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// The backend descriptor is readable: serve the backend. Called whether or not
+    /// the device is activated; a device that is not must not touch its queues.
+    fn process_backend(&mut self) {}
 }
