@@ -10,4 +10,5 @@ pub mod builder;
 pub mod devices;
 pub mod event_loop;
 pub mod probe;
+pub mod rate_limit;
 pub mod vstate;

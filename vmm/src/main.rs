@@ -47,10 +47,17 @@ struct Cli {
     /// Attach a virtio-rng device (entropy for the guest).
     #[arg(long)]
     rng: bool,
+    /// Log level of the VMM itself (error, warn, info, debug, trace), on stderr.
+    #[arg(long, default_value = "warn")]
+    log_level: tracing::Level,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log_level)
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -212,17 +212,21 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                // Writes to absent ports (POST codes on 0x80, probes) are dropped.
                 pio.write(u64::from(port), data);
                 None
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 if !mmio.read(addr, data) {
+                    crate::warn_guest!(vcpu = *index, addr, len = data.len(), "guest read unmapped MMIO");
                     data.fill(0);
                 }
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                mmio.write(addr, data);
+                if !mmio.write(addr, data) {
+                    crate::warn_guest!(vcpu = *index, addr, len = data.len(), "guest wrote unmapped MMIO");
+                }
                 None
             }
             Ok(VcpuExit::Shutdown) => Some(VmExit::Reset),
