@@ -76,11 +76,15 @@ impl EventLoop {
         add(control.exit_evt().as_raw_fd(), TOKEN_EXIT)?;
         add(reset_evt.as_raw_fd(), TOKEN_RESET)?;
         for (device, transport) in virtio.iter().enumerate() {
-            for (queue, evt) in lock(transport).queue_evts().iter().enumerate() {
+            let transport = lock(transport);
+            for (queue, evt) in transport.queue_evts().iter().enumerate() {
                 add(
                     evt.as_raw_fd(),
                     TOKEN_QUEUE | (device as u64) << 16 | queue as u64,
                 )?;
+            }
+            if let Some(fd) = transport.backend_fd() {
+                add(fd, TOKEN_BACKEND | device as u64)?;
             }
         }
         Ok(EventLoop {

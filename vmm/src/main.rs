@@ -13,12 +13,15 @@ use anyhow::Context;
 use clap::Parser;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::legacy::serial::ConsoleOut;
-use husk_vmm::devices::virtio::{rng::Rng, VirtioDevice};
+use husk_vmm::devices::virtio::{rng::Rng, vsock::Vsock, VirtioDevice};
 use husk_vmm::vstate::vcpu::VmExit;
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The vsock context ID of the guest (2 is the host).
+const GUEST_CID: u64 = 3;
 
 /// The command line husk guests boot with unless told otherwise.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
@@ -47,6 +50,11 @@ struct Cli {
     /// Attach a virtio-rng device (entropy for the guest).
     #[arg(long)]
     rng: bool,
+    /// Attach a virtio-vsock device (guest CID 3) whose host side is the unix socket
+    /// PATH: connect and write `CONNECT <port>\n` to reach a guest port; guest
+    /// connections to host port P reach the unix socket `PATH_P`.
+    #[arg(long, value_name = "PATH")]
+    vsock: Option<PathBuf>,
     /// Log level of the VMM itself (error, warn, info, debug, trace), on stderr.
     #[arg(long, default_value = "warn")]
     log_level: tracing::Level,
@@ -84,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     if cli.rng {
         devices.push(Box::new(Rng::new()));
+    }
+    if let Some(path) = cli.vsock {
+        devices.push(Box::new(Vsock::new(GUEST_CID, path)?));
     }
 
     // Stop signals are taken by one thread; block them before any thread starts.

@@ -80,6 +80,22 @@ pub const OVERLAY_MOUNTS: &[MountSpec] = &[
         ),
     ),
     spec(
+        "overlay",
+        "overlay",
+        "/root",
+        MsFlags::empty(),
+        Some("lowerdir=/root,upperdir=/run/husk-testbed/root/upper,workdir=/run/husk-testbed/root/work"),
+    ),
+    spec(
+        "overlay",
+        "overlay",
+        "/tmp",
+        MsFlags::empty(),
+        Some(
+            "lowerdir=/tmp,upperdir=/run/husk-testbed/tmp/upper,workdir=/run/husk-testbed/tmp/work",
+        ),
+    ),
+    spec(
         JOB_TAG,
         "9p",
         JOB_MOUNT,
@@ -201,6 +217,21 @@ mod tests {
     fn test_host_mounts_are_in_order() {
         let all: Vec<MountSpec> = BASE_MOUNTS.iter().chain(OVERLAY_MOUNTS).copied().collect();
         check_order(&all).unwrap();
+    }
+
+    #[test]
+    fn places_engines_write_to_are_writable() {
+        let all: Vec<&MountSpec> = BASE_MOUNTS.iter().chain(OVERLAY_MOUNTS).collect();
+        for dir in ["/etc", "/var", "/root", "/tmp", "/run", "/dev/shm"] {
+            let m = all.iter().find(|m| m.target == dir);
+            let m = m.unwrap_or_else(|| panic!("{dir} stays the read-only shared root"));
+            assert!(!m.flags.contains(MsFlags::MS_RDONLY), "{dir}");
+            assert!(
+                matches!(m.fstype, "tmpfs" | "overlay"),
+                "{dir}: {}",
+                m.fstype
+            );
+        }
     }
 
     #[test]

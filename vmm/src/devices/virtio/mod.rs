@@ -8,6 +8,7 @@
 
 pub mod mmio;
 pub mod rng;
+pub mod vsock;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
