@@ -1,16 +1,18 @@
 //! husk's in-guest agent.
 //!
-//! `husk-agent` runs as PID 1 inside every husk microVM. This first version brings the
-//! guest up (pseudo filesystems), announces readiness on the serial console and ends
-//! the VM on request or after a timeout. Later versions serve the host/guest protocol
-//! over vsock and start container processes; the protocol types will live here too so
-//! that the host side shares them.
+//! `husk-agent` runs as PID 1 inside every husk microVM. It brings the guest up
+//! (pseudo filesystems), serves the host/guest protocol over vsock ([`server`],
+//! [`protocol`]), announces readiness on the serial console and ends the VM on request
+//! or after a timeout. The protocol types live here so that the host side shares them.
 
 pub mod cmdline;
 pub mod console;
 pub mod devices;
 pub mod mounts;
 pub mod power;
+pub mod procfs;
+pub mod protocol;
+pub mod server;
 
 /// The line prefix the agent prints on the console once the guest is up.
 ///

@@ -2,15 +2,22 @@
 
 use husk_agent::cmdline::AgentConfig;
 use husk_agent::console::{self, ConsoleRequest};
-use husk_agent::{mounts, power, POWEROFF_PREFIX, READY_PREFIX, VERSION};
+use husk_agent::server::{self, Context};
+use husk_agent::{mounts, power, procfs, POWEROFF_PREFIX, READY_PREFIX, VERSION};
 use nix::sys::signal::{SigSet, Signal};
 use std::io::BufRead;
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
+
+/// How long the agent waits after a host `shutdown` request before it ends the VM, so
+/// that the answer leaves the guest's vsock queue.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// Why the agent ends the VM.
 enum Stop {
     Console,
+    Request,
     Signal(Signal),
     Timeout(Duration),
 }
@@ -19,6 +26,7 @@ impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Console => write!(f, "requested on the console"),
+            Stop::Request => write!(f, "requested by the host over vsock"),
             Stop::Signal(sig) => write!(f, "{sig} received"),
             Stop::Timeout(after) => write!(f, "husk.poweroff_after={}s elapsed", after.as_secs()),
         }
@@ -38,6 +46,9 @@ fn main() {
         }
     };
     println!("{POWEROFF_PREFIX} ({stop})");
+    if let Stop::Request = stop {
+        std::thread::sleep(SHUTDOWN_GRACE);
+    }
     power::power_off();
 }
 
@@ -58,14 +69,16 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
     if !virtio.is_empty() {
         println!("husk-agent: virtio devices: {}", virtio.join(", "));
     }
+    let (tx, rx) = mpsc::channel();
+    start_server(tx.clone());
+
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "{READY_PREFIX} (version {VERSION}, {cpus} cpus, {} MiB, {} ms after kernel start)",
-        mem_total_mib()?,
-        uptime_ms()?
+        mem_total_kib()? / 1024,
+        procfs::read_parsed(Path::new("/proc"), "uptime", procfs::parse_uptime_ms)?
     );
 
-    let (tx, rx) = mpsc::channel();
     let console_tx = tx.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -96,25 +109,31 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
 }
 
 /// Memory the kernel manages, from `/proc/meminfo`.
-fn mem_total_mib() -> Result<u64, Box<dyn std::error::Error>> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
-    let kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .ok_or("no MemTotal in /proc/meminfo")?
-        .trim()
-        .parse()?;
-    Ok(kib / 1024)
+fn mem_total_kib() -> std::io::Result<u64> {
+    procfs::read_parsed(Path::new("/proc"), "meminfo", |text| {
+        procfs::parse_meminfo_kib(text, "MemTotal")
+    })
 }
 
-/// Milliseconds since the kernel started, from `/proc/uptime`.
-fn uptime_ms() -> Result<u64, Box<dyn std::error::Error>> {
-    let uptime = std::fs::read_to_string("/proc/uptime")?;
-    let secs: f64 = uptime
-        .split_whitespace()
-        .next()
-        .ok_or("empty /proc/uptime")?
-        .parse()?;
-    Ok((secs * 1000.0) as u64)
+/// Starts the vsock protocol server; without a vsock device, says so and goes on.
+fn start_server(stop: mpsc::Sender<Stop>) {
+    let listener = match server::listen() {
+        Ok(listener) => listener,
+        Err(e) => {
+            println!(
+                "husk-agent: vsock unavailable ({e}): the host cannot reach the agent; \
+                 the console still takes poweroff"
+            );
+            return;
+        }
+    };
+    let ctx = Arc::new(Context::new(move || {
+        let _ = stop.send(Stop::Request);
+    }));
+    let spawned = std::thread::Builder::new()
+        .name("agent-server".into())
+        .spawn(move || server::serve(listener, ctx));
+    if let Err(e) = spawned {
+        println!("husk-agent: cannot start the vsock server: {e}");
+    }
 }

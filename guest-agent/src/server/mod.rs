@@ -1,0 +1,158 @@
+//! The agent's protocol server: vsock port [`AGENT_PORT`], one thread per connection.
+//!
+//! [`serve`] accepts connections; [`handle_connection`] serves one over any
+//! `Read + Write` stream, so that it can be tested over a Unix socket pair.
+
+mod conn;
+mod diag;
+pub mod log;
+pub mod ratelimit;
+
+pub use conn::{handle_connection, ConnError};
+
+use crate::protocol::{write_frame, AgentError, ErrorCode, HelloReply, AGENT_PORT};
+use log::{error_chain, ConsoleLog};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use vsock::{VsockListener, VMADDR_CID_ANY};
+
+/// How many connections the agent serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 64;
+
+/// What connection handlers share.
+pub struct Context {
+    proc_root: PathBuf,
+    log: ConsoleLog,
+    on_shutdown: Box<dyn Fn() + Send + Sync>,
+    max_connections: u32,
+    connections: AtomicU32,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("proc_root", &self.proc_root)
+            .field("max_connections", &self.max_connections)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context reading `/proc`, logging to the console, serving at most
+    /// [`DEFAULT_MAX_CONNECTIONS`]; `on_shutdown` runs after a `shutdown` request has
+    /// been answered and should end the VM.
+    pub fn new(on_shutdown: impl Fn() + Send + Sync + 'static) -> Self {
+        Context {
+            proc_root: PathBuf::from("/proc"),
+            log: ConsoleLog::stdout(),
+            on_shutdown: Box::new(on_shutdown),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connections: AtomicU32::new(0),
+        }
+    }
+
+    /// Reads guest state from `proc_root` instead of `/proc`.
+    pub fn with_proc_root(mut self, proc_root: PathBuf) -> Self {
+        self.proc_root = proc_root;
+        self
+    }
+
+    /// Logs to `log` instead of the console.
+    pub fn with_log(mut self, log: ConsoleLog) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Serves at most `max` connections at once.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// The log.
+    pub fn log(&self) -> &ConsoleLog {
+        &self.log
+    }
+
+    /// Connections being served now.
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Takes a connection slot, or `None` if all are taken.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot(Arc::clone(self)))
+    }
+}
+
+/// A connection counted against the limit until dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<Context>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Listens on vsock port [`AGENT_PORT`] of any local CID. Fails without a vsock device.
+pub fn listen() -> std::io::Result<VsockListener> {
+    VsockListener::bind_with_cid_port(VMADDR_CID_ANY, AGENT_PORT)
+}
+
+/// Accepts connections forever, serving each on its own thread.
+///
+/// Past the connection limit a connection is answered with a `refused` hello reply
+/// (code `busy`) and closed.
+pub fn serve(listener: VsockListener, ctx: Arc<Context>) -> ! {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                ctx.log.log(&format!("vsock accept failed: {e}"));
+                // Typically out of file descriptors: give connections time to end.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Some(slot) = ctx.try_acquire() else {
+            ctx.log.log("too many connections: refusing one");
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let refused = HelloReply::Refused(AgentError::new(
+                ErrorCode::Busy,
+                format!(
+                    "the agent serves {} connections already",
+                    ctx.max_connections
+                ),
+            ));
+            let _ = write_frame(&mut &stream, &refused);
+            continue;
+        };
+        let conn_ctx = Arc::clone(&ctx);
+        let spawned = std::thread::Builder::new()
+            .name("agent-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                if let Err(e) = handle_connection(stream, &conn_ctx) {
+                    conn_ctx
+                        .log
+                        .log(&format!("connection ended: {}", error_chain(&e)));
+                }
+            });
+        if let Err(e) = spawned {
+            ctx.log
+                .log(&format!("cannot start a connection thread: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

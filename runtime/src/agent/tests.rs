@@ -1,0 +1,376 @@
+//! The client against fake agents on a Unix socket that speak the hybrid vsock
+//! `CONNECT`/`OK` exchange, and against the real connection handler behind it.
+
+use super::*;
+use husk_agent::protocol::diag::StreamGenerator;
+use husk_agent::protocol::*;
+use husk_agent::server::log::ConsoleLog;
+use husk_agent::server::ratelimit::TokenBucket;
+use husk_agent::server::{handle_connection, Context};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A socket path of its own for each test.
+fn socket_path() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "husk-agent-client-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Serves one connection of a listener at a fresh path with `script`.
+struct Fake {
+    path: PathBuf,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    fn start(script: impl FnOnce(UnixStream) + Send + 'static) -> Fake {
+        let path = socket_path();
+        let listener = UnixListener::bind(&path).unwrap();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            script(stream);
+        });
+        Fake {
+            path,
+            thread: Some(thread),
+        }
+    }
+
+    fn join(mut self) {
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads the `CONNECT <port>` line; gives back the port.
+fn read_connect(stream: &mut UnixStream) -> u32 {
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while stream.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8(line).unwrap();
+    line.strip_prefix("CONNECT ").unwrap().parse().unwrap()
+}
+
+/// `CONNECT`/`OK`, then the hello is read (and returned) but not answered.
+fn accept_connect(stream: &mut UnixStream) -> Hello {
+    assert_eq!(read_connect(stream), AGENT_PORT);
+    stream.write_all(b"OK 1073741824\n").unwrap();
+    read_frame(stream).unwrap()
+}
+
+/// `CONNECT`/`OK` and a successful handshake.
+fn handshake(stream: &mut UnixStream) {
+    let hello = accept_connect(stream);
+    assert_eq!(hello.version, PROTOCOL_VERSION);
+    assert!(hello.client.starts_with("husk-runtime "));
+    let ack = HelloReply::HelloAck(HelloAck {
+        version: PROTOCOL_VERSION,
+        agent_version: "9.9.9".into(),
+    });
+    write_frame(stream, &ack).unwrap();
+}
+
+fn short() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_millis(200),
+        request: Duration::from_millis(200),
+    }
+}
+
+/// A fake whose connection is served by the agent's real handler; shutdown requests
+/// arrive on the first receiver, the handler's result on the second.
+type HandlerResult = Result<(), husk_agent::server::ConnError>;
+
+fn real_agent() -> (Fake, mpsc::Receiver<()>, mpsc::Receiver<HandlerResult>) {
+    let (done_tx, done_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let ctx = Context::new(move || {
+        let _ = tx.lock().unwrap().send(());
+    })
+    .with_log(ConsoleLog::new(
+        Box::new(std::io::sink()),
+        TokenBucket::console(Instant::now()),
+    ));
+    let fake = Fake::start(move |mut stream| {
+        assert_eq!(read_connect(&mut stream), AGENT_PORT);
+        stream.write_all(b"OK 1073741824\n").unwrap();
+        let _ = done_tx.send(handle_connection(stream, &ctx));
+    });
+    (fake, rx, done_rx)
+}
+
+#[test]
+fn connect_and_requests_succeed_against_the_real_handler() {
+    let (fake, _rx, done) = real_agent();
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
+    assert_eq!(client.agent_version(), husk_agent::VERSION);
+    let health = client.health().unwrap();
+    assert!(health.mem_total_kib > 0);
+    assert_eq!(
+        client.request(RequestBody::Version).unwrap(),
+        ResponseBody::Version {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: husk_agent::VERSION.into()
+        }
+    );
+    // An error answer leaves the connection usable.
+    let err = client
+        .request(RequestBody::StartContainer {
+            container_id: "c1".into(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::Unsupported),
+        "{err}"
+    );
+    assert!(client.health().is_ok());
+    drop(client);
+    done.recv().unwrap().unwrap();
+    fake.join();
+}
+
+#[test]
+fn stream_diagnostics_round_trip_against_the_real_handler() {
+    let (fake, _rx, done) = real_agent();
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
+    let bytes = 1u64 << 20;
+    let mut data = vec![0u8; bytes as usize];
+    StreamGenerator::new(3).fill(&mut data);
+    let digest = client.stream_sink(bytes, &data[..]).unwrap();
+    assert_eq!(digest.bytes, bytes);
+    assert_eq!(client.stream_source(bytes + 5, 11).unwrap(), bytes + 5);
+    assert!(client.health().is_ok());
+    drop(client);
+    done.recv().unwrap().unwrap();
+    fake.join();
+}
+
+#[test]
+fn stream_sink_with_short_data_is_an_error() {
+    let (fake, _rx, done) = real_agent();
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
+    let err = client.stream_sink(100, &[0u8; 10][..]).unwrap_err();
+    assert!(matches!(
+        err,
+        ClientError::SourceShort {
+            expected: 100,
+            got: 10
+        }
+    ));
+    assert!(matches!(client.health(), Err(ClientError::Broken)));
+    drop(client);
+    // The agent sees the stream cut short.
+    assert!(matches!(
+        done.recv().unwrap(),
+        Err(husk_agent::server::ConnError::StreamTruncated {
+            expected: 100,
+            got: 10
+        })
+    ));
+    fake.join();
+}
+
+#[test]
+fn shutdown_is_answered_and_passed_on() {
+    let (fake, rx, done) = real_agent();
+    let client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
+    client.shutdown().unwrap();
+    rx.recv().unwrap();
+    done.recv().unwrap().unwrap();
+    fake.join();
+}
+
+#[test]
+fn shutdown_answered_by_closing_counts_as_done() {
+    let fake = Fake::start(|mut stream| {
+        handshake(&mut stream);
+        let _: Request = read_frame(&mut stream).unwrap();
+    });
+    let client = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap();
+    client.shutdown().unwrap();
+    fake.join();
+}
+
+#[test]
+fn missing_socket_names_the_path() {
+    let path = socket_path();
+    let err = AgentClient::connect(&path, AGENT_PORT, short()).unwrap_err();
+    assert!(matches!(&err, ClientError::SocketMissing { path: p, .. } if *p == path));
+    assert!(err.to_string().contains(&path.display().to_string()));
+}
+
+#[test]
+fn refused_connect_names_the_port() {
+    let fake = Fake::start(|mut stream| {
+        assert_eq!(read_connect(&mut stream), 1234);
+        // Nothing listens on that guest port: the VMM closes the socket.
+    });
+    let err = AgentClient::connect(&fake.path, 1234, short()).unwrap_err();
+    assert!(matches!(err, ClientError::ConnectRefused { port: 1234 }));
+    assert_eq!(
+        err.to_string(),
+        "nothing listens on guest port 1234 — is the agent running?"
+    );
+    fake.join();
+}
+
+#[test]
+fn a_bad_ok_line_is_unexpected() {
+    let fake = Fake::start(|mut stream| {
+        read_connect(&mut stream);
+        stream.write_all(b"NOPE\n").unwrap();
+    });
+    let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Unexpected { during: "CONNECT", detail } if detail.contains("NOPE")),
+        "{err}"
+    );
+    fake.join();
+}
+
+#[test]
+fn a_silent_guest_times_out_during_the_handshake() {
+    let (release, wait) = mpsc::channel::<()>();
+    let fake = Fake::start(move |mut stream| {
+        accept_connect(&mut stream);
+        // Hold the connection open, unanswered, until the test is done.
+        let _ = wait.recv();
+    });
+    let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Timeout { during: "handshake", after } if after == short().connect),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("the guest did not answer within 0.2 s"));
+    drop(release);
+    fake.join();
+}
+
+#[test]
+fn a_silent_guest_times_out_on_a_request() {
+    let (release, wait) = mpsc::channel::<()>();
+    let fake = Fake::start(move |mut stream| {
+        handshake(&mut stream);
+        let _: Request = read_frame(&mut stream).unwrap();
+        let _ = wait.recv();
+    });
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap();
+    let err = client.health().unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert!(matches!(client.health(), Err(ClientError::Broken)));
+    drop(release);
+    fake.join();
+}
+
+#[test]
+fn a_response_to_another_request_is_refused() {
+    let fake = Fake::start(|mut stream| {
+        handshake(&mut stream);
+        let request: Request = read_frame(&mut stream).unwrap();
+        let wrong = Response {
+            id: request.id + 1,
+            result: Ok(ResponseBody::Done),
+        };
+        write_frame(&mut stream, &wrong).unwrap();
+    });
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap();
+    let err = client.health().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::IdMismatch {
+                expected: 1,
+                got: 2
+            }
+        ),
+        "{err}"
+    );
+    fake.join();
+}
+
+#[test]
+fn malformed_and_oversize_replies_are_refused() {
+    for reply in [
+        b"\x00\x00\x00\x02{]".to_vec(),
+        u32::MAX.to_be_bytes().to_vec(),
+    ] {
+        let fake = Fake::start(move |mut stream| {
+            handshake(&mut stream);
+            let _: Request = read_frame(&mut stream).unwrap();
+            stream.write_all(&reply).unwrap();
+        });
+        let mut client = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap();
+        let err = client.health().unwrap_err();
+        assert!(matches!(err, ClientError::Malformed { .. }), "{err}");
+        fake.join();
+    }
+}
+
+#[test]
+fn version_mismatch_is_reported_both_ways() {
+    // The agent refuses the client's version.
+    let fake = Fake::start(|mut stream| {
+        accept_connect(&mut stream);
+        let refused = HelloReply::Refused(AgentError::new(
+            ErrorCode::VersionMismatch,
+            "client speaks protocol version 1, agent 2.0.0 speaks version 2",
+        ));
+        write_frame(&mut stream, &refused).unwrap();
+    });
+    let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
+    assert!(
+        matches!(&err, ClientError::VersionMismatch { detail } if detail.contains("version 2")),
+        "{err}"
+    );
+    fake.join();
+    // The agent acknowledges with a version the client does not speak.
+    let fake = Fake::start(|mut stream| {
+        accept_connect(&mut stream);
+        let ack = HelloReply::HelloAck(HelloAck {
+            version: 2,
+            agent_version: "2.0.0".into(),
+        });
+        write_frame(&mut stream, &ack).unwrap();
+    });
+    let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
+    assert!(matches!(err, ClientError::VersionMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("version 1") && err.to_string().contains("version 2"));
+    fake.join();
+}
+
+#[test]
+fn a_busy_agent_refusal_is_reported() {
+    let fake = Fake::start(|mut stream| {
+        accept_connect(&mut stream);
+        let refused = HelloReply::Refused(AgentError::new(ErrorCode::Busy, "64 connections"));
+        write_frame(&mut stream, &refused).unwrap();
+    });
+    let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
+    assert!(matches!(
+        err,
+        ClientError::Refused(AgentError {
+            code: ErrorCode::Busy,
+            ..
+        })
+    ));
+    fake.join();
+}
