@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks, run where /dev/kvm is hardware KVM (inside the testbed on this project's
 # machines). Prints markdown tables; figures are ratios against QEMU in the same run.
-#   tests/bench.sh [--runs N]
+#   tests/bench.sh [--runs N]      (N: boots per VMM in the boot benchmark)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests/setup.sh >&2
@@ -17,4 +17,5 @@ else
     echo "bench: no hardware KVM here: running inside the testbed (nested, emulated)" >&2
     run=(target/release/husk-testbed --timeout 1800 --)
 fi
-"${run[@]}" target/release/husk-bench-boot "$@"
+# One testbed boot for all of them: each prints its own table.
+"${run[@]}" sh -c 'target/release/husk-bench-boot "$@" && target/release/husk-bench-vsock' -- "$@"

@@ -12,12 +12,14 @@ echo "== end-to-end tests (testbed)"
 export HUSK_GUEST_KERNEL HUSK_GUEST_INITRD
 HUSK_GUEST_KERNEL=$(guest-image/build.sh path guest)
 HUSK_GUEST_INITRD=$(guest-image/build.sh path initramfs)
-# Every end-to-end suite, built once; they run in one boot of the testbed.
+# Every end-to-end suite, built once (release: the VMM's data paths are what users
+# run, and debug builds of them are 25-35x slower); they run in one testbed boot.
+cargo build --release --workspace --bins
 suites=()
-for suite in smoke vmm_boot; do
-    bin=$(cargo test -p husk-tests --test "$suite" --no-run 2>&1 |
+for suite in smoke vmm_boot vsock; do
+    bin=$(cargo test --release -p husk-tests --test "$suite" --no-run 2>&1 |
         sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
     [ -x "$bin" ] || { echo "run.sh: cannot find the $suite test binary" >&2; exit 1; }
     suites+=("$bin")
 done
-target/debug/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "${suites[@]}"
+target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "${suites[@]}"

@@ -2,13 +2,14 @@
 
 use super::deadline::Deadline;
 use super::hybrid::connect_port;
+use super::transport::Transport;
 use super::ClientError;
 use husk_agent::protocol::diag::{StreamGenerator, StreamHasher};
 use husk_agent::protocol::{
     read_frame, write_frame, Health, Hello, HelloReply, Request, RequestBody, Response,
     ResponseBody, SinkDigest, PROTOCOL_VERSION,
 };
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,17 +39,18 @@ impl Default for Timeouts {
     }
 }
 
-/// A handshaken request connection to the agent. Requests are sent one at a time.
+/// A handshaken request connection to the agent, over husk's hybrid vsock socket by
+/// default or any [`Transport`]. Requests are sent one at a time.
 #[derive(Debug)]
-pub struct AgentClient {
-    stream: UnixStream,
+pub struct AgentClient<S: Transport = UnixStream> {
+    stream: S,
     timeouts: Timeouts,
     next_id: u64,
     agent_version: String,
     broken: bool,
 }
 
-impl AgentClient {
+impl AgentClient<UnixStream> {
     /// Connects to the agent listening on guest vsock `port` (normally
     /// [`husk_agent::protocol::AGENT_PORT`]) through the sandbox's hybrid vsock socket
     /// at `uds_path`, and does the handshake.
@@ -59,9 +61,21 @@ impl AgentClient {
     ) -> Result<AgentClient, ClientError> {
         let deadline = Instant::now() + timeouts.connect;
         let stream = connect_port(uds_path, port, timeouts.connect)?;
+        AgentClient::handshake(stream, deadline, timeouts)
+    }
+}
+
+impl<S: Transport> AgentClient<S> {
+    /// Does the handshake on a stream already connected to the agent's port, by
+    /// `deadline`.
+    pub fn handshake(
+        mut stream: S,
+        deadline: Instant,
+        timeouts: Timeouts,
+    ) -> Result<AgentClient<S>, ClientError> {
         let during = "handshake";
         let mut io = Deadline {
-            stream: &stream,
+            stream: &mut stream,
             deadline,
         };
         let hello = Hello::new(format!("husk-runtime {}", env!("CARGO_PKG_VERSION")));
@@ -169,7 +183,7 @@ impl AgentClient {
                 }
             };
             hasher.update(&buf[..n]);
-            (&self.stream)
+            self.stream
                 .write_all(&buf[..n])
                 .map_err(|e| ClientError::from_io(e, during, self.timeouts.request))?;
             sent += n as u64;
@@ -202,7 +216,7 @@ impl AgentClient {
             let want = got
                 .len()
                 .min(usize::try_from(bytes - received).unwrap_or(usize::MAX));
-            let n = match (&self.stream).read(&mut got[..want]) {
+            let n = match self.stream.read(&mut got[..want]) {
                 Ok(0) => return Err(ClientError::Closed { during }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -228,7 +242,7 @@ impl AgentClient {
         let id = self.next_id;
         self.next_id += 1;
         let mut io = Deadline {
-            stream: &self.stream,
+            stream: &mut self.stream,
             deadline: Instant::now() + self.timeouts.request,
         };
         if let Err(e) = write_frame(&mut io, &Request { id, body }) {
@@ -245,7 +259,7 @@ impl AgentClient {
     /// Reads the answer to request `id`.
     fn answer(&mut self, id: u64, during: &'static str) -> Result<ResponseBody, ClientError> {
         let mut io = Deadline {
-            stream: &self.stream,
+            stream: &mut self.stream,
             deadline: Instant::now() + self.timeouts.request,
         };
         let response: Response = match read_frame(&mut io) {

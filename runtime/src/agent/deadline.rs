@@ -1,17 +1,17 @@
-//! Reads and writes on a Unix stream that must finish by a deadline.
+//! Reads and writes on a stream that must finish by a deadline.
 
+use super::transport::Transport;
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 /// A stream whose every read and write is limited to the time left until `deadline`,
 /// so that a whole exchange, not each system call, is bounded.
-pub(super) struct Deadline<'a> {
-    pub stream: &'a UnixStream,
+pub(super) struct Deadline<'a, S: Transport> {
+    pub stream: &'a mut S,
     pub deadline: Instant,
 }
 
-impl Deadline<'_> {
+impl<S: Transport> Deadline<'_, S> {
     fn left(&self) -> io::Result<std::time::Duration> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -22,14 +22,14 @@ impl Deadline<'_> {
     }
 }
 
-impl Read for Deadline<'_> {
+impl<S: Transport> Read for Deadline<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.set_read_timeout(Some(self.left()?))?;
         self.stream.read(buf)
     }
 }
 
-impl Write for Deadline<'_> {
+impl<S: Transport> Write for Deadline<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.stream.set_write_timeout(Some(self.left()?))?;
         self.stream.write(buf)

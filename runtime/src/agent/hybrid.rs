@@ -17,7 +17,7 @@ pub fn connect_port(
     port: u32,
     timeout: Duration,
 ) -> Result<UnixStream, ClientError> {
-    let stream = UnixStream::connect(uds_path).map_err(|source| {
+    let mut stream = UnixStream::connect(uds_path).map_err(|source| {
         let path = uds_path.to_owned();
         if source.kind() == io::ErrorKind::NotFound {
             ClientError::SocketMissing { path, source }
@@ -26,7 +26,7 @@ pub fn connect_port(
         }
     })?;
     let mut io = Deadline {
-        stream: &stream,
+        stream: &mut stream,
         deadline: Instant::now() + timeout,
     };
     let during = "CONNECT";

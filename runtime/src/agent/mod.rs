@@ -1,4 +1,4 @@
-//! The client of `husk-agent`, over the VMM's hybrid vsock Unix socket.
+//! The client of `husk-agent`, over the VMM's hybrid vsock Unix socket or any [`Transport`].
 //!
 //! The protocol is described in `docs/protocol.md`; its types come from
 //! [`husk_agent::protocol`].
@@ -7,10 +7,12 @@ mod client;
 mod deadline;
 mod error;
 mod hybrid;
+mod transport;
 
 pub use client::{AgentClient, Timeouts};
 pub use error::ClientError;
 pub use hybrid::connect_port;
+pub use transport::Transport;
 
 #[cfg(test)]
 mod tests;

@@ -80,10 +80,17 @@ pub enum TestbedError {
     Signals(#[source] nix::Error),
 }
 
-/// The kernel command line of the test host.
-pub fn kernel_cmdline(init: &Path, verbose: bool) -> String {
+/// The kernel command line of the test host. `tsc_khz` is the build machine's TSC
+/// frequency, if known: under TCG the test host's TSC is the build machine's, and
+/// without it the test host cannot calibrate its TSC (no HPET, and the PIT method fails
+/// under emulation), falls back to 4 ms jiffies, and every time measured inside is that
+/// coarse.
+pub fn kernel_cmdline(init: &Path, verbose: bool, tsc_khz: Option<u64>) -> String {
+    let tsc = tsc_khz.map_or(String::new(), |khz| {
+        format!(" tsc_early_khz={khz} tsc=reliable")
+    });
     format!(
-        "console=ttyS0 reboot=t panic=-1 {} root={ROOT_TAG} rootfstype=9p \
+        "console=ttyS0 reboot=t panic=-1 {}{tsc} root={ROOT_TAG} rootfstype=9p \
          rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro init={}",
         if verbose {
             "loglevel=7"
@@ -92,6 +99,24 @@ pub fn kernel_cmdline(init: &Path, verbose: bool) -> String {
         },
         init.display()
     )
+}
+
+/// The TSC frequency of this machine in kHz, from `/proc/cpuinfo`, when its TSC is
+/// constant (`constant_tsc`): the only case where the test host can use it.
+pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let first_cpu = cpuinfo.split("\n\n").next()?;
+    let flags = first_cpu.lines().find_map(|l| l.strip_prefix("flags"))?;
+    if !flags.split_whitespace().any(|f| f == "constant_tsc") {
+        return None;
+    }
+    let mhz: f64 = first_cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu MHz"))?
+        .trim_start_matches([' ', '\t', ':'])
+        .trim()
+        .parse()
+        .ok()?;
+    (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
 }
 
 /// EPYC features that TCG does not emulate. QEMU drops them anyway; naming them
@@ -160,7 +185,10 @@ pub fn qemu_args(config: &TestbedConfig, init: &Path, job_dir: &Path) -> Vec<OsS
     push("-kernel");
     push(&config.kernel.display().to_string());
     push("-append");
-    push(&kernel_cmdline(init, config.verbose));
+    let tsc_khz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| host_tsc_khz(&c));
+    push(&kernel_cmdline(init, config.verbose, tsc_khz));
     args
 }
 
@@ -355,13 +383,27 @@ mod tests {
 
     #[test]
     fn test_host_boots_our_init_from_the_shared_root() {
-        let cmdline = kernel_cmdline(Path::new("/work/target/debug/husk-testbed"), false);
+        let cmdline = kernel_cmdline(Path::new("/work/target/debug/husk-testbed"), false, None);
         assert!(cmdline.contains("root=hostroot rootfstype=9p"), "{cmdline}");
         assert!(
             cmdline.contains(" ro init=/work/target/debug/husk-testbed"),
             "{cmdline}"
         );
         assert!(cmdline.contains("reboot=t panic=-1"), "{cmdline}");
+    }
+
+    #[test]
+    fn tsc_frequency_is_passed_only_when_constant() {
+        let cpuinfo = "processor\t: 0\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n\
+                       cpu MHz\t\t: 2596.134\n\nprocessor\t: 1\ncpu MHz\t\t: 1.0\n";
+        assert_eq!(host_tsc_khz(cpuinfo), Some(2_596_134));
+        assert_eq!(host_tsc_khz("flags\t: fpu tsc\ncpu MHz\t: 2596.1\n"), None);
+        assert_eq!(host_tsc_khz("flags\t: constant_tsc\n"), None);
+        let cmdline = kernel_cmdline(Path::new("/i"), false, Some(2_596_134));
+        assert!(
+            cmdline.contains(" tsc_early_khz=2596134 tsc=reliable "),
+            "{cmdline}"
+        );
     }
 
     #[test]
