@@ -104,6 +104,13 @@ impl ConsoleVm {
         Err(self.failure("closed its console but did not exit"))
     }
 
+    /// Moves what the console printed so far, without waiting, into the transcript.
+    pub fn collect(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.transcript.push(line);
+        }
+    }
+
     fn failure(&self, what: &str) -> String {
         format!("{what}; console so far:\n{}", self.transcript.join("\n"))
     }

@@ -116,6 +116,15 @@ fn finish(mut vm: ConsoleVm) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds the guest console so far to a measurement's error.
+fn console_on_error(e: anyhow::Error, vm: &mut ConsoleVm) -> anyhow::Error {
+    vm.collect();
+    e.context(format!(
+        "guest console so far:\n{}",
+        vm.transcript.join("\n")
+    ))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     anyhow::ensure!(
@@ -135,10 +144,14 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let socket: PathBuf = dir.join("vsock.sock");
     let mut cmd = husk_vmm(spec);
-    cmd.arg("--vsock").arg(&socket);
-    let vm = boot(cmd)?;
+    // Debug logs of the VMM are only connection events here: they say why a
+    // connection ended if a measurement fails.
+    cmd.arg("--vsock").arg(&socket).args(["--log-level", "debug"]);
+    let mut vm = boot(cmd)?;
     let mut agent = AgentClient::connect(&socket, AGENT_PORT, Timeouts::default())?;
-    let husk = measure(&mut agent, &cli).context("husk-vmm")?;
+    let husk = measure(&mut agent, &cli)
+        .map_err(|e| console_on_error(e, &mut vm))
+        .context("husk-vmm")?;
     drop(agent);
     finish(vm)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,13 +161,15 @@ fn main() -> anyhow::Result<()> {
         "-device",
         &format!("vhost-vsock-device,guest-cid={QEMU_GUEST_CID}"),
     ]);
-    let vm = boot(cmd)?;
+    let mut vm = boot(cmd)?;
     let stream = vsock::VsockStream::connect_with_cid_port(QEMU_GUEST_CID, AGENT_PORT)
         .context("AF_VSOCK connect to QEMU's guest")?;
     let timeouts = Timeouts::default();
     let mut agent =
         AgentClient::handshake(Vsock(stream), Instant::now() + timeouts.connect, timeouts)?;
-    let qemu = measure(&mut agent, &cli).context("QEMU")?;
+    let qemu = measure(&mut agent, &cli)
+        .map_err(|e| console_on_error(e, &mut vm))
+        .context("QEMU")?;
     drop(agent);
     finish(vm)?;
 

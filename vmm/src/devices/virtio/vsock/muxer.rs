@@ -280,6 +280,16 @@ impl Muxer {
         if conn.state != State::AwaitConnect {
             self.by_ports.remove(&(conn.local_port, conn.peer_port));
         }
+        tracing::debug!(
+            local_port = conn.local_port,
+            peer_port = conn.peer_port,
+            state = ?conn.state,
+            rst,
+            timed_out = conn.deadline.is_some(),
+            local_eof = conn.local_eof,
+            guest_shutdown = conn.guest_shutdown,
+            "vsock: connection closed"
+        );
         if rst && conn.guest_knows() {
             self.push_rst(conn.local_port, conn.peer_port);
         }
