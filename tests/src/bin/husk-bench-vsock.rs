@@ -118,6 +118,8 @@ fn finish(mut vm: ConsoleVm) -> anyhow::Result<()> {
 
 /// Adds the guest console so far to a measurement's error.
 fn console_on_error(e: anyhow::Error, vm: &mut ConsoleVm) -> anyhow::Error {
+    // The agent reports a failed connection on its console; give it a moment.
+    let _ = vm.wait_for_line("husk-agent: connection ended", Duration::from_secs(3));
     vm.collect();
     e.context(format!(
         "guest console so far:\n{}",
@@ -146,7 +148,9 @@ fn main() -> anyhow::Result<()> {
     let mut cmd = husk_vmm(spec);
     // Debug logs of the VMM are only connection events here: they say why a
     // connection ended if a measurement fails.
-    cmd.arg("--vsock").arg(&socket).args(["--log-level", "debug"]);
+    cmd.arg("--vsock")
+        .arg(&socket)
+        .args(["--log-level", "debug"]);
     let mut vm = boot(cmd)?;
     let mut agent = AgentClient::connect(&socket, AGENT_PORT, Timeouts::default())?;
     let husk = measure(&mut agent, &cli)

@@ -379,7 +379,14 @@ impl Connection {
                 self.deadline = None;
                 Verdict::Keep
             }
-            (_, op::RST) => Verdict::Close,
+            (_, op::RST) => {
+                tracing::debug!(
+                    local_port = self.local_port,
+                    peer_port = self.peer_port,
+                    "vsock: guest reset the connection"
+                );
+                Verdict::Close
+            }
             (State::Connecting { .. }, _) => Verdict::Reset,
             (State::Established, op::RW) => {
                 if self.guest_shutdown & SHUTDOWN_SEND != 0
@@ -397,6 +404,14 @@ impl Connection {
             }
             (State::Established, op::SHUTDOWN) => {
                 let flags = hdr.flags & SHUTDOWN_BOTH;
+                tracing::debug!(
+                    local_port = self.local_port,
+                    peer_port = self.peer_port,
+                    flags,
+                    staged = self.staged(),
+                    unflushed = self.tx_buf.len(),
+                    "vsock: guest shut the connection down"
+                );
                 self.guest_shutdown |= flags;
                 if flags & SHUTDOWN_RCV != 0 {
                     // The guest takes no more data: drop what is staged.

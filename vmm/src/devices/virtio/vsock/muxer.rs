@@ -285,7 +285,7 @@ impl Muxer {
             peer_port = conn.peer_port,
             state = ?conn.state,
             rst,
-            timed_out = conn.deadline.is_some(),
+            had_deadline = conn.deadline.is_some(),
             local_eof = conn.local_eof,
             guest_shutdown = conn.guest_shutdown,
             "vsock: connection closed"
