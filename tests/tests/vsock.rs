@@ -106,7 +106,7 @@ fn a_hundred_mib_each_way_arrive_intact() {
     let bytes = 100 * MIB;
 
     let start = Instant::now();
-    let data = GeneratorReader(StreamGenerator::new(7)).take(bytes);
+    let data = StreamGenerator::new(7).take(bytes);
     let digest = agent.stream_sink(bytes, data).expect("host to guest");
     let up = start.elapsed();
     assert_eq!(digest.bytes, bytes);
@@ -124,14 +124,4 @@ fn a_hundred_mib_each_way_arrive_intact() {
     );
     // The connection is usable after the transfers.
     agent.health().unwrap();
-}
-
-/// An endless reader over the agent's documented pseudo-random stream.
-struct GeneratorReader(StreamGenerator);
-
-impl Read for GeneratorReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.fill(buf);
-        Ok(buf.len())
-    }
 }

@@ -18,6 +18,14 @@ pub struct StreamGenerator {
     left: usize,
 }
 
+/// The stream as an endless reader (`.take(n)` for `n` bytes of it).
+impl std::io::Read for StreamGenerator {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.fill(buf);
+        Ok(buf.len())
+    }
+}
+
 impl StreamGenerator {
     /// A generator at the start of the stream for `seed`.
     pub fn new(seed: u64) -> Self {

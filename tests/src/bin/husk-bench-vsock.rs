@@ -59,16 +59,6 @@ impl Transport for Vsock {
     }
 }
 
-/// An endless reader over the agent's documented pseudo-random stream.
-struct GeneratorReader(StreamGenerator);
-
-impl Read for GeneratorReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.fill(buf);
-        Ok(buf.len())
-    }
-}
-
 #[derive(Debug)]
 struct Figures {
     up_mib_s: f64,
@@ -81,7 +71,7 @@ fn measure<S: Transport>(agent: &mut AgentClient<S>, cli: &Cli) -> anyhow::Resul
     let bytes = cli.mib << 20;
     let rate = |d: Duration| cli.mib as f64 / d.as_secs_f64();
     let start = Instant::now();
-    agent.stream_sink(bytes, GeneratorReader(StreamGenerator::new(1)).take(bytes))?;
+    agent.stream_sink(bytes, StreamGenerator::new(1).take(bytes))?;
     let up_mib_s = rate(start.elapsed());
     let start = Instant::now();
     agent.stream_source(bytes, 2)?;
