@@ -1,22 +1,18 @@
 //! Rate limiting for log lines the guest can trigger: a token bucket per call site, so
 //! a guest hammering an unhandled port cannot flood the host's logs.
 
+use husk_agent::server::ratelimit::{Admission, TokenBucket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A token bucket: `burst` lines at once, refilled at `per_second`.
+/// A token bucket (the agent's, shared through `husk_agent`) that can live in a
+/// `static`: `burst` lines at once, refilled at `per_second`. The bucket starts full at
+/// the first line.
 #[derive(Debug)]
 pub struct RateLimiter {
-    state: Mutex<Bucket>,
+    bucket: Mutex<Option<TokenBucket>>,
     burst: u32,
     per_second: u32,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: u32,
-    last_refill: Option<Instant>,
-    suppressed: u64,
 }
 
 /// What to do with one line.
@@ -35,11 +31,7 @@ impl RateLimiter {
     /// A bucket of `burst` tokens refilled at `per_second` tokens a second.
     pub const fn new(burst: u32, per_second: u32) -> Self {
         RateLimiter {
-            state: Mutex::new(Bucket {
-                tokens: burst,
-                last_refill: None,
-                suppressed: 0,
-            }),
+            bucket: Mutex::new(None),
             burst,
             per_second,
         }
@@ -47,23 +39,12 @@ impl RateLimiter {
 
     /// Decides for one line at time `now`.
     pub fn check_at(&self, now: Instant) -> Verdict {
-        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let last = *b.last_refill.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(last);
-        let refill = (elapsed.as_millis() as u64 * u64::from(self.per_second) / 1000) as u32;
-        if refill > 0 {
-            b.tokens = b.tokens.saturating_add(refill).min(self.burst);
-            let used =
-                Duration::from_millis(u64::from(refill) * 1000 / u64::from(self.per_second.max(1)));
-            b.last_refill = Some(last + used);
-        }
-        if b.tokens == 0 {
-            b.suppressed += 1;
-            return Verdict::Drop;
-        }
-        b.tokens -= 1;
-        Verdict::Log {
-            suppressed: std::mem::take(&mut b.suppressed),
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let refill = Duration::from_secs(1) / self.per_second.max(1);
+        let bucket = bucket.get_or_insert_with(|| TokenBucket::new(self.burst, refill, now));
+        match bucket.admit(now) {
+            Admission::Admit { suppressed } => Verdict::Log { suppressed },
+            Admission::Suppress => Verdict::Drop,
         }
     }
 
