@@ -23,7 +23,6 @@ use crate::vstate::vm::{Vm, VmError};
 use kvm_ioctls::IoEventAddress;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Largest number of vCPUs: what the MP table describes in its 1 KiB slot.
@@ -208,8 +207,7 @@ impl Vmm {
             .split_ascii_whitespace()
             .chain(devices.cmdline.iter().map(String::as_str));
         let cmdline = boot::build_cmdline(words)?;
-        let ranges: Vec<(GuestAddress, u64)> = crate::vstate::memory::ram_ranges(config.mem_mib)?;
-        boot::write_boot_params(mem, &kernel, &cmdline, initrd, &ranges)?;
+        boot::write_boot_params(mem, &kernel, &cmdline, initrd, &ram.ranges)?;
         mptable::setup_mptable(mem, config.vcpus)?;
         regs::write_boot_tables(mem)?;
 

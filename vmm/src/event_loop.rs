@@ -1,13 +1,14 @@
 //! The device event loop: one epoll set on the VMM's main thread for the stop and
 //! reset eventfds, console input, and the virtio queue notifications (ioeventfds).
 
+use crate::devices::bus::lock;
 use crate::devices::legacy::serial::SerialDevice;
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::vstate::vcpu::{VmControl, VmExit};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -49,10 +50,6 @@ impl std::fmt::Debug for EventLoop {
             .field("console_input", &self.console.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl EventLoop {

@@ -39,7 +39,7 @@ impl RateLimiter {
 
     /// Decides for one line at time `now`.
     pub fn check_at(&self, now: Instant) -> Verdict {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bucket = crate::devices::bus::lock(&self.bucket);
         let refill = Duration::from_secs(1) / self.per_second.max(1);
         let bucket = bucket.get_or_insert_with(|| TokenBucket::new(self.burst, refill, now));
         match bucket.admit(now) {

@@ -4,7 +4,7 @@
 //! devices and forwards accesses with the offset into the device's range.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A device reachable through port I/O or MMIO.
 ///
@@ -116,12 +116,11 @@ impl Bus {
     }
 }
 
-/// Locks a device, recovering from a poisoned lock: a device whose handler panicked
-/// once keeps serving (its state is whatever it was) rather than taking the VMM down.
-fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks a mutex, recovering from poisoning: a device (or VM state) whose holder
+/// panicked once keeps serving with whatever state it had, rather than taking the VMM
+/// down.
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

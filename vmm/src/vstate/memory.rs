@@ -47,6 +47,8 @@ pub struct GuestRam {
     pub memory: GuestMemoryMmap,
     /// The memfd, for backends that map guest memory themselves.
     pub memfd: std::sync::Arc<File>,
+    /// The RAM ranges, as [`ram_ranges`] laid them out.
+    pub ranges: Vec<(GuestAddress, u64)>,
 }
 
 /// Creates `mem_mib` MiB of guest memory in one memfd, mapped region by region.
@@ -63,7 +65,7 @@ pub fn create_guest_ram(mem_mib: u64) -> Result<GuestRam, MemoryError> {
 
     let mut offset = 0;
     let mut regions = Vec::with_capacity(ranges.len());
-    for (addr, len) in ranges {
+    for &(addr, len) in &ranges {
         regions.push((
             addr,
             len as usize,
@@ -75,6 +77,7 @@ pub fn create_guest_ram(mem_mib: u64) -> Result<GuestRam, MemoryError> {
     Ok(GuestRam {
         memory,
         memfd: file,
+        ranges,
     })
 }
 

@@ -6,7 +6,7 @@
 //! with `EINTR`; one about to enter it returns at once; one handling an exit sees the
 //! flag on its next entry. The loop then reads the stop flag.
 
-use crate::devices::bus::Bus;
+use crate::devices::bus::{lock, Bus};
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::cell::Cell;
@@ -61,7 +61,7 @@ impl VmControl {
 
     /// Asks the VM to stop; the first reason given is the one reported.
     pub fn request_exit(&self, reason: VmExit) {
-        let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.reason);
         slot.get_or_insert(reason);
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.exit_evt.write(1);
@@ -74,10 +74,7 @@ impl VmControl {
 
     /// The reason of the first stop request.
     pub fn reason(&self) -> Option<VmExit> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.reason).clone()
     }
 
     /// Becomes readable when a stop is requested.
