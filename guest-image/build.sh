@@ -140,10 +140,12 @@ initramfs_path() {
 }
 
 # >>> initramfs recipe
+# Builds (or finds) the initramfs; leaves its path in $initramfs_out.
 build_initramfs() {
     local bin out list tool
     bin=$(agent_binary)
     out=$(initramfs_path "$bin")
+    initramfs_out=$out
     if [ -f "$out" ]; then
         log "initramfs: cached at $out"
         return
@@ -175,7 +177,7 @@ kernel)
     ;;
 initramfs)
     build_initramfs
-    initramfs_path "$(agent_binary 2>/dev/null)"
+    echo "$initramfs_out"
     ;;
 all)
     build_kernel guest
@@ -183,7 +185,7 @@ all)
     build_initramfs
     echo "guest kernel:    $(kernel_dir guest)/bzImage"
     echo "test-host kernel: $(kernel_dir testhost)/bzImage"
-    echo "initramfs:       $(initramfs_path "$(agent_binary 2>/dev/null)")"
+    echo "initramfs:       $initramfs_out"
     ;;
 path)
     case ${2:-} in
@@ -197,7 +199,7 @@ path)
         ;;
     initramfs)
         build_initramfs
-        initramfs_path "$(agent_binary 2>/dev/null)"
+        echo "$initramfs_out"
         ;;
     *) die "usage: build.sh path guest|guest-vmlinux|testhost|initramfs" ;;
     esac
