@@ -4,7 +4,7 @@
 #   guest-image/build.sh kernel guest|testhost   build (or reuse) one kernel
 #   guest-image/build.sh initramfs               pack husk-agent as /init
 #   guest-image/build.sh all                     all of the above
-#   guest-image/build.sh path guest|guest-vmlinux|testhost|initramfs
+#   guest-image/build.sh path guest|guest-vmlinux|testhost|initramfs|checker
 #                                                print the cached path (build if missing)
 #
 # Outputs live under $HUSK_CACHE_DIR (default ~/.cache/husk), outside the work tree,
@@ -106,16 +106,21 @@ build_kernel() {
 }
 # <<< kernel recipe
 
-# The agent, built statically (glibc with crt-static: the initramfs has no libc).
-agent_binary() {
-    local target=x86_64-unknown-linux-gnu
-    log "building husk-agent (static, release)"
+# A workspace binary built statically (glibc with crt-static): the agent (the
+# initramfs has no libc) and the checker the suites run inside containers.
+static_binary() {
+    local package=$1 target=x86_64-unknown-linux-gnu
+    log "building $package (static, release)"
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --quiet --release -p husk-agent --target "$target") >&2 ||
-        die "husk-agent build failed"
-    local bin=${CARGO_TARGET_DIR:-$repo/target}/$target/release/husk-agent
+        cargo build --quiet --release -p "$package" --target "$target") >&2 ||
+        die "$package build failed"
+    local bin=${CARGO_TARGET_DIR:-$repo/target}/$target/release/$package
     file_is_static "$bin" || die "$bin is not statically linked"
     printf '%s\n' "$bin"
+}
+
+agent_binary() {
+    static_binary husk-agent
 }
 
 file_is_static() {
@@ -201,7 +206,10 @@ path)
         build_initramfs
         echo "$initramfs_out"
         ;;
-    *) die "usage: build.sh path guest|guest-vmlinux|testhost|initramfs" ;;
+    checker)
+        static_binary husk-checker
+        ;;
+    *) die "usage: build.sh path guest|guest-vmlinux|testhost|initramfs|checker" ;;
     esac
     ;;
 *) die "unknown command '$cmd' (see the header of $0)" ;;

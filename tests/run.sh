@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests/setup.sh
 
+# The real virtiofsd, for the tests that drive it (setup.sh put it on PATH).
+export HUSK_VIRTIOFSD
+HUSK_VIRTIOFSD=$(command -v virtiofsd)
+
 echo "== unit tests and tiny-guest KVM tests (this machine)"
 cargo test --workspace
 

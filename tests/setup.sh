@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 packages=(
     linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils
     qemu-system-x86
+    # virtiofsd's build dependencies, and what the virtio-fs suite formats its
+    # scratch file system with
+    libseccomp-dev libcap-ng-dev pkg-config e2fsprogs
 )
 
 missing=()
@@ -21,6 +24,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# virtiofsd, the virtio-fs backend: the Rust implementation from crates.io, pinned,
+# built once into the cache (minutes on a fresh machine) and linked onto PATH.
+virtiofsd_version=1.14.0
+cache=${HUSK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/husk}
+virtiofsd=$cache/virtiofsd-$virtiofsd_version/bin/virtiofsd
+if [ ! -x "$virtiofsd" ]; then
+    echo "setup: building virtiofsd $virtiofsd_version (once; cached in $cache)"
+    cargo install --quiet --locked virtiofsd --version "$virtiofsd_version" \
+        --root "$cache/virtiofsd-$virtiofsd_version"
+fi
+if [ "$(readlink /usr/local/bin/virtiofsd 2>/dev/null)" != "$virtiofsd" ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo ln -sfn "$virtiofsd" /usr/local/bin/virtiofsd
 fi
 
 echo "setup: building the workspace"

@@ -11,6 +11,9 @@ pub struct AgentConfig {
     /// `husk.poweroff_after=<seconds>`: end the VM this long after readiness unless
     /// something else ended it first. Absent or `0`: never.
     pub poweroff_after: Option<Duration>,
+    /// `husk.share=<tag>`, any number of times: virtio-fs shares to mount at boot
+    /// under `/run/husk/shares/<tag>`.
+    pub shares: Vec<String>,
 }
 
 /// A `husk.*` word the agent could not accept.
@@ -51,6 +54,16 @@ impl AgentConfig {
                     })?;
                     config.poweroff_after = (secs > 0).then(|| Duration::from_secs(secs));
                 }
+                "share" => {
+                    crate::shares::check_tag(value).map_err(|_| CmdlineError::InvalidValue {
+                        key: format!("husk.{name}"),
+                        value: value.to_owned(),
+                        reason: "expected a virtio-fs tag (1 to 36 of [A-Za-z0-9._-])",
+                    })?;
+                    if !config.shares.iter().any(|t| t == value) {
+                        config.shares.push(value.to_owned());
+                    }
+                }
                 _ => return Err(CmdlineError::Unknown(format!("husk.{name}"))),
             }
         }
@@ -61,6 +74,16 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_collected_once_each() {
+        let config =
+            AgentConfig::from_cmdline("husk.share=rootfs quiet husk.share=data husk.share=rootfs")
+                .unwrap();
+        assert_eq!(config.shares, ["rootfs", "data"]);
+        let err = AgentConfig::from_cmdline("husk.share=../etc").unwrap_err();
+        assert!(err.to_string().contains("husk.share"), "{err}");
+    }
 
     #[test]
     fn kernel_words_are_ignored() {

@@ -1,7 +1,7 @@
 //! husk's in-guest agent.
 //!
 //! `husk-agent` runs as PID 1 inside every husk microVM. It brings the guest up
-//! (pseudo filesystems), serves the host/guest protocol over vsock ([`server`],
+//! (pseudo filesystems, then the host's virtio-fs [`shares`]), serves the host/guest protocol over vsock ([`server`],
 //! [`protocol`]), announces readiness on the serial console and ends the VM on request
 //! or after a timeout. The protocol types live here so that the host side shares them.
 
@@ -13,6 +13,7 @@ pub mod power;
 pub mod procfs;
 pub mod protocol;
 pub mod server;
+pub mod shares;
 
 /// The line prefix the agent prints on the console once the guest is up.
 ///

@@ -69,6 +69,14 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
     if !virtio.is_empty() {
         println!("husk-agent: virtio devices: {}", virtio.join(", "));
     }
+    for tag in &config.shares {
+        match husk_agent::shares::mount_share(tag) {
+            Ok(at) => println!("husk-agent: share {tag:?} mounted at {}", at.display()),
+            // Not fatal: the host learns it when it uses the share (the container's
+            // root file system is then missing), and the console says why.
+            Err(e) => println!("husk-agent: {}", husk_agent::server::log::error_chain(&e)),
+        }
+    }
     let (tx, rx) = mpsc::channel();
     start_server(tx.clone());
 

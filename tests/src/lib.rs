@@ -2,6 +2,8 @@
 //! with a genuine `/dev/kvm`, and helpers shared by the end-to-end suites.
 
 pub mod console;
+pub mod guest_exec;
 pub mod guest_image;
+pub mod scratch_fs;
 pub mod testbed;
 pub mod vm_command;

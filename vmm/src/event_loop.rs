@@ -74,7 +74,7 @@ impl EventLoop {
         add(reset_evt.as_raw_fd(), TOKEN_RESET)?;
         for (device, transport) in virtio.iter().enumerate() {
             let transport = lock(transport);
-            for (queue, evt) in transport.queue_evts().iter().enumerate() {
+            for (queue, evt) in transport.polled_queue_evts().iter().enumerate() {
                 add(
                     evt.as_raw_fd(),
                     TOKEN_QUEUE | (device as u64) << 16 | queue as u64,
@@ -136,7 +136,11 @@ impl EventLoop {
             TOKEN_CONSOLE => self.console_input(),
             _ if token & TOKEN_BACKEND != 0 => {
                 if let Some(transport) = self.virtio.get((token & 0xffff) as usize) {
-                    lock(transport).process_backend();
+                    let mut transport = lock(transport);
+                    transport.process_backend();
+                    if let Some(reason) = transport.backend_failure() {
+                        self.control.request_exit(VmExit::Error(reason));
+                    }
                 }
             }
             _ if token & TOKEN_QUEUE != 0 => {

@@ -4,6 +4,7 @@
 //! layout, page tables, GDT, MP table, CPUID), [`vstate`] the KVM state (VM, vCPUs,
 //! guest memory) and [`devices`] the emulated devices, each behind a
 //! [`devices::bus::BusDevice`]. [`probe`] tells whether a `/dev/kvm` runs guests at all.
+//! [`virtiofsd`] runs the vhost-user backend of a virtio-fs share.
 
 pub mod arch;
 pub mod builder;
@@ -11,4 +12,5 @@ pub mod devices;
 pub mod event_loop;
 pub mod probe;
 pub mod rate_limit;
+pub mod virtiofsd;
 pub mod vstate;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! husk-vmm --kernel vmlinux|bzImage [--initrd FILE] [--mem MIB] [--vcpus N]
-//!          [--cmdline "..."] [--serial-out stdout|FILE] [--rng]
+//!          [--cmdline "..."] [--serial-out stdout|FILE] [--rng] [--vsock PATH]
+//!          [--share DIR [--share-tag TAG] [--virtiofsd PATH]]
 //! ```
 //!
 //! The guest console (COM1) goes to stdout or a file; stdin, when it is a terminal or
@@ -13,15 +14,21 @@ use anyhow::Context;
 use clap::Parser;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::legacy::serial::ConsoleOut;
+use husk_vmm::devices::virtio::fs::Fs;
 use husk_vmm::devices::virtio::{rng::Rng, vsock::Vsock, VirtioDevice};
+use husk_vmm::virtiofsd::{find_binary, Virtiofsd, VirtiofsdConfig};
 use husk_vmm::vstate::vcpu::VmExit;
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The vsock context ID of the guest (2 is the host).
 const GUEST_CID: u64 = 3;
+
+/// How long a failed VM's virtiofsd gets to report how it ended.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// The command line husk guests boot with unless told otherwise.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
@@ -55,6 +62,25 @@ struct Cli {
     /// connections to host port P reach the unix socket `PATH_P`.
     #[arg(long, value_name = "PATH")]
     vsock: Option<PathBuf>,
+    /// Share this directory with the guest over virtio-fs, served by a virtiofsd the
+    /// VMM starts (sandboxed) and stops. The guest mounts it by its tag.
+    #[arg(long, value_name = "DIR")]
+    share: Option<PathBuf>,
+    /// The virtio-fs tag of --share.
+    #[arg(long, default_value = "rootfs")]
+    share_tag: String,
+    /// The virtiofsd binary; default: `virtiofsd` on PATH, then /usr/libexec/virtiofsd.
+    #[arg(long, value_name = "PATH")]
+    virtiofsd: Option<PathBuf>,
+    /// virtiofsd's vhost-user socket; default: a name under the temporary directory.
+    #[arg(long, value_name = "PATH")]
+    virtiofsd_socket: Option<PathBuf>,
+    /// How long virtiofsd may take to start, seconds.
+    #[arg(long, default_value_t = 10)]
+    virtiofsd_timeout: u64,
+    /// virtiofsd's cache policy: auto, always, never or metadata.
+    #[arg(long, default_value = "auto")]
+    virtiofsd_cache: String,
     /// Log level of the VMM itself (error, warn, info, debug, trace), on stderr.
     #[arg(long, default_value = "warn")]
     log_level: tracing::Level,
@@ -96,6 +122,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(path) = cli.vsock {
         devices.push(Box::new(Vsock::new(GUEST_CID, path)?));
     }
+    let mut virtiofsd = None;
+    if let Some(dir) = &cli.share {
+        let binary = match &cli.virtiofsd {
+            Some(path) => path.clone(),
+            None => find_binary().context(
+                "virtiofsd not found on PATH nor at /usr/libexec/virtiofsd: \
+                 install it with tests/setup.sh or name it with --virtiofsd",
+            )?,
+        };
+        let socket = cli.virtiofsd_socket.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "husk-vmm-{}-{}.sock",
+                std::process::id(),
+                cli.share_tag
+            ))
+        });
+        let (daemon, stream) = Virtiofsd::start(&VirtiofsdConfig {
+            binary,
+            shared_dir: dir.clone(),
+            socket: socket.clone(),
+            start_timeout: Duration::from_secs(cli.virtiofsd_timeout),
+            cache: cli.virtiofsd_cache.clone(),
+        })?;
+        let fs = Fs::with_stream(stream, socket.display().to_string(), &cli.share_tag)?;
+        devices.push(Box::new(fs));
+        virtiofsd = Some(daemon);
+    }
 
     // Stop signals are taken by one thread; block them before any thread starts.
     let mut signals = SigSet::empty();
@@ -123,6 +176,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(match exit {
         VmExit::Reset | VmExit::Shutdown => ExitCode::SUCCESS,
         VmExit::Stopped => ExitCode::from(128 + libc::SIGTERM as u8),
-        VmExit::Error(e) => anyhow::bail!("the VM failed: {e}"),
+        VmExit::Error(e) => match virtiofsd.as_mut().and_then(|d| d.wait_exit(EXIT_WAIT)) {
+            Some(status) => {
+                let daemon = virtiofsd
+                    .as_ref()
+                    .map(|d| d.stderr_tail())
+                    .unwrap_or_default();
+                anyhow::bail!("the VM failed: {e}: virtiofsd ended ({status}); its last stderr lines: {daemon:?}")
+            }
+            None => anyhow::bail!("the VM failed: {e}"),
+        },
     })
 }

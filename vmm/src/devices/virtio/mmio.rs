@@ -73,6 +73,8 @@ pub struct MmioTransport {
     /// copies at activation; these stay as the register file's view.
     queues: Vec<Queue>,
     queue_evts: Vec<EventFd>,
+    /// The device's backend takes the queue notifications itself (vhost-user).
+    notified_elsewhere: bool,
     queue_select: u32,
     device_features_select: u32,
     driver_features_select: u32,
@@ -104,7 +106,7 @@ impl MmioTransport {
     /// power of two).
     pub fn new(
         mem: GuestMemoryMmap,
-        device: Box<dyn VirtioDevice>,
+        mut device: Box<dyn VirtioDevice>,
         interrupt: Arc<VirtioInterrupt>,
     ) -> io::Result<Self> {
         let queues = device
@@ -124,12 +126,14 @@ impl MmioTransport {
             .iter()
             .map(|_| EventFd::new(EFD_NONBLOCK))
             .collect::<io::Result<Vec<_>>>()?;
+        let notified_elsewhere = device.takes_queue_eventfds(&queue_evts)?;
         Ok(MmioTransport {
             mem,
             device,
             interrupt,
             queues,
             queue_evts,
+            notified_elsewhere,
             queue_select: 0,
             device_features_select: 0,
             driver_features_select: 0,
@@ -144,6 +148,21 @@ impl MmioTransport {
     /// as a KVM ioeventfd on `base + 0x50` with datamatch `i` (4 bytes) and polls it.
     pub fn queue_evts(&self) -> &[EventFd] {
         &self.queue_evts
+    }
+
+    /// The notification eventfds the VMM's event loop polls: none when the device's
+    /// backend takes them itself (vhost-user).
+    pub fn polled_queue_evts(&self) -> &[EventFd] {
+        if self.notified_elsewhere {
+            &[]
+        } else {
+            &self.queue_evts
+        }
+    }
+
+    /// Why the device's backend failed for good, if it did.
+    pub fn backend_failure(&self) -> Option<String> {
+        self.device.backend_failure()
     }
 
     /// The interrupt line of the device (to register its eventfd as an irqfd).

@@ -6,6 +6,7 @@
 //! QueueNotify register, so they cost no VM exit); interrupts leave through
 //! [`VirtioInterrupt`], an eventfd registered with KVM as an irqfd.
 
+pub mod fs;
 pub mod mmio;
 pub mod rng;
 pub mod vsock;
@@ -45,6 +46,9 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 #[derive(Debug)]
 pub struct VirtioInterrupt {
     status: AtomicU32,
+    /// Bits reported pending whatever the driver acknowledges (see
+    /// [`VirtioInterrupt::keep_pending`]).
+    sticky: AtomicU32,
     evt: EventFd,
 }
 
@@ -53,6 +57,7 @@ impl VirtioInterrupt {
     pub fn new(evt: EventFd) -> Self {
         VirtioInterrupt {
             status: AtomicU32::new(0),
+            sticky: AtomicU32::new(0),
             evt,
         }
     }
@@ -65,7 +70,15 @@ impl VirtioInterrupt {
 
     /// The InterruptStatus register.
     pub fn status(&self) -> u32 {
-        self.status.load(Ordering::SeqCst)
+        self.status.load(Ordering::SeqCst) | self.sticky.load(Ordering::SeqCst)
+    }
+
+    /// Reports `bits` pending on every read of the status register, until called
+    /// again with other bits. For devices whose backend signals the eventfd itself
+    /// (vhost-user): the VMM never learns when the backend used a buffer, so the
+    /// driver must check its used rings on every interrupt (it does so cheaply).
+    pub fn keep_pending(&self, bits: u32) {
+        self.sticky.store(bits, Ordering::SeqCst);
     }
 
     /// InterruptACK: clears the acknowledged bits.
@@ -136,4 +149,16 @@ pub trait VirtioDevice: Send {
     /// The backend descriptor is readable: serve the backend. Called whether or not
     /// the device is activated; a device that is not must not touch its queues.
     fn process_backend(&mut self) {}
+    /// Why the device's backend failed for good, if it did: the VMM then ends the VM
+    /// with this reason (a guest whose disk or filesystem vanished cannot go on).
+    fn backend_failure(&self) -> Option<String> {
+        None
+    }
+    /// Offers the device the eventfds its queues are notified through (KVM ioeventfds).
+    /// A device that hands them to a backend outside the VMM (vhost-user) keeps
+    /// copies and answers `true`; the VMM then does not poll them. Called once, when
+    /// the device is put on its transport.
+    fn takes_queue_eventfds(&mut self, _evts: &[EventFd]) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }

@@ -1,0 +1,426 @@
+//! A directory of the host shared with the guest over virtio-fs (husk-vmm's
+//! vhost-user-fs frontend, served by virtiofsd), end to end: what one side writes the
+//! other reads, with modes, owners and extended attributes. The guest side runs
+//! `husk-checker` as a container process whose root file system is the share.
+//!
+//! The guests need hardware KVM: those tests are ignored by a plain `cargo test` and
+//! run in the testbed by `tests/run.sh`. The tests of bad set-ups run anywhere.
+
+use husk_agent::protocol::diag::StreamGenerator;
+use husk_agent::READY_PREFIX;
+use husk_tests::console::ConsoleVm;
+use husk_tests::guest_exec::{self, Ran};
+use husk_tests::guest_image::{workspace_bin, GuestImage};
+use husk_tests::scratch_fs::ScratchFs;
+use husk_tests::vm_command::{self, Boot};
+use sha2::{Digest, Sha256};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Guest-side work on large files and directories.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Where the agent mounts the share (`husk.share=rootfs`).
+const GUEST_ROOTFS: &str = "/run/husk/shares/rootfs";
+
+/// A guest booted with `share` as its virtio-fs share `rootfs`, which holds the
+/// checker as `/husk-checker`.
+struct FsGuest {
+    vm: ConsoleVm,
+    vsock: PathBuf,
+    share: PathBuf,
+    stderr: PathBuf,
+    runs: u32,
+}
+
+fn checker() -> PathBuf {
+    std::env::var_os("HUSK_CHECKER")
+        .map(PathBuf::from)
+        .expect("HUSK_CHECKER is not set: run the end-to-end tests through tests/run.sh")
+}
+
+fn virtiofsd() -> PathBuf {
+    std::env::var_os("HUSK_VIRTIOFSD")
+        .map(PathBuf::from)
+        .expect("HUSK_VIRTIOFSD is not set: run the end-to-end tests through tests/run.sh")
+}
+
+impl FsGuest {
+    fn boot(work: &Path, share: &Path) -> FsGuest {
+        std::fs::copy(checker(), share.join("husk-checker")).unwrap();
+        let image = GuestImage::from_env();
+        let vsock = work.join("vsock.sock");
+        let stderr = work.join("husk-vmm.stderr");
+        let mut cmd = vm_command::husk_vmm(Boot {
+            kernel: &image.kernel,
+            initrd: &image.initrd,
+            vcpus: 2,
+            mem_mib: 512,
+            extra_cmdline: "husk.share=rootfs",
+        });
+        cmd.arg("--vsock").arg(&vsock);
+        cmd.arg("--share")
+            .arg(share)
+            .arg("--virtiofsd")
+            .arg(virtiofsd());
+        cmd.arg("--virtiofsd-socket")
+            .arg(work.join("virtiofsd.sock"));
+        cmd.stderr(std::fs::File::create(&stderr).unwrap());
+        let mut vm = ConsoleVm::spawn(cmd).unwrap();
+        vm.wait_for_line(READY_PREFIX, BOOT_TIMEOUT).unwrap();
+        assert!(
+            vm.transcript
+                .iter()
+                .any(|l| l.contains("share \"rootfs\" mounted")),
+            "the agent did not mount the share:\n{}",
+            vm.transcript.join("\n")
+        );
+        FsGuest {
+            vm,
+            vsock,
+            share: share.to_owned(),
+            stderr,
+            runs: 0,
+        }
+    }
+
+    /// Runs the checker in the guest with `args`; panics unless it exits 0. Returns
+    /// its stdout.
+    fn check(&mut self, args: &[&str]) -> String {
+        let ran = self.run(args);
+        assert_eq!(ran.exit_code, Some(0), "checker {args:?}: {ran:?}");
+        ran.stdout.trim_end().to_owned()
+    }
+
+    fn run(&mut self, args: &[&str]) -> Ran {
+        self.runs += 1;
+        let mut argv = vec!["/husk-checker"];
+        argv.extend_from_slice(args);
+        guest_exec::run(
+            &self.vsock,
+            &format!("check-{}", self.runs),
+            GUEST_ROOTFS,
+            &argv,
+            RUN_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("checker {args:?}: {e}"))
+    }
+
+    fn power_off(mut self) {
+        self.vm.send_line("poweroff").unwrap();
+        let status = self.vm.wait_exit(EXIT_TIMEOUT).unwrap();
+        assert!(
+            status.success(),
+            "husk-vmm: {status}; {}",
+            self.vmm_stderr()
+        );
+    }
+
+    fn vmm_stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// A work directory with a scratch ext4 (`user.*` xattrs) as the share.
+struct Work {
+    dir: PathBuf,
+    fs: Option<ScratchFs>,
+}
+
+impl Work {
+    fn new(name: &str) -> Work {
+        let dir = std::env::temp_dir().join(format!("husk-virtiofs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fs = ScratchFs::new(&dir.join("scratch.img"), &dir.join("share"), 1024).unwrap();
+        Work { dir, fs: Some(fs) }
+    }
+
+    fn share(&self) -> PathBuf {
+        self.fs.as_ref().unwrap().path().to_owned()
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        drop(self.fs.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn kv<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+fn set_xattr(path: &Path, name: &str, value: &str) {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    // SAFETY: NUL-terminated path and name; the value's pointer and length match.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+fn get_xattr(path: &Path, name: &str) -> String {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = [0u8; 256];
+    // SAFETY: NUL-terminated path and name; the buffer is ours and its length passed.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(len >= 0, "getxattr: {}", std::io::Error::last_os_error());
+    String::from_utf8_lossy(&buf[..len as usize]).into_owned()
+}
+
+fn sha256_file(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn files_modes_owners_and_xattrs_cross_both_ways() {
+    let work = Work::new("attrs");
+    let share = work.share();
+    let host_file = share.join("from-host");
+    std::fs::write(&host_file, "written on the host").unwrap();
+    std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&host_file, Some(1234), Some(5678)).unwrap();
+    set_xattr(&host_file, "user.husk", "from-host");
+    let mut guest = FsGuest::boot(&work.dir, &share);
+
+    // Host to guest.
+    let stat = guest.check(&["stat", "/from-host"]);
+    assert_eq!(kv(&stat, "mode"), "0o100640", "{stat}");
+    assert_eq!((kv(&stat, "uid"), kv(&stat, "gid")), ("1234", "5678"));
+    assert_eq!(
+        guest.check(&["read", "/from-host"]),
+        "text=written on the host"
+    );
+    assert_eq!(
+        guest.check(&["get-xattr", "/from-host", "user.husk"]),
+        "value=from-host"
+    );
+
+    // Guest to host.
+    guest.check(&[
+        "create",
+        "/from-guest",
+        "written in the guest",
+        "--mode",
+        "600",
+        "--owner",
+        "42:43",
+    ]);
+    guest.check(&["set-xattr", "/from-guest", "user.husk", "from-guest"]);
+    let guest_file = share.join("from-guest");
+    assert_eq!(
+        std::fs::read_to_string(&guest_file).unwrap(),
+        "written in the guest"
+    );
+    let meta = std::fs::metadata(&guest_file).unwrap();
+    assert_eq!(meta.mode(), 0o100600);
+    assert_eq!((meta.uid(), meta.gid()), (42, 43));
+    assert_eq!(get_xattr(&guest_file, "user.husk"), "from-guest");
+
+    // Rename and unlink, each side seeing the other's.
+    guest.check(&["rename", "/from-host", "/renamed-in-guest"]);
+    assert!(!host_file.exists());
+    assert_eq!(
+        std::fs::read_to_string(share.join("renamed-in-guest")).unwrap(),
+        "written on the host"
+    );
+    std::fs::rename(&guest_file, share.join("renamed-on-host")).unwrap();
+    assert_eq!(guest.check(&["exists", "/from-guest"]), "exists=no");
+    assert_eq!(
+        guest.check(&["read", "/renamed-on-host"]),
+        "text=written in the guest"
+    );
+    std::fs::remove_file(share.join("renamed-on-host")).unwrap();
+    assert_eq!(guest.check(&["exists", "/renamed-on-host"]), "exists=no");
+    guest.check(&["unlink", "/renamed-in-guest"]);
+    assert!(!share.join("renamed-in-guest").exists());
+    // A file that is not there is an error in the guest, not a hang.
+    let missing = guest.run(&["read", "/nothing-here"]);
+    assert_eq!(missing.exit_code, Some(1), "{missing:?}");
+    assert!(missing.stderr.contains("No such file"), "{missing:?}");
+    guest.power_off();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_256_mib_file_checksums_the_same_on_both_sides() {
+    let work = Work::new("big");
+    let share = work.share();
+    let mut data = StreamGenerator::new(7);
+    let mut f = std::fs::File::create(share.join("big-from-host")).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        data.fill(&mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    let host_sum = sha256_file(&share.join("big-from-host"));
+    let mut guest = FsGuest::boot(&work.dir, &share);
+
+    let seen = guest.check(&["sha256", "/big-from-host"]);
+    assert_eq!(kv(&seen, "bytes"), (256u64 << 20).to_string());
+    assert_eq!(kv(&seen, "sha256"), host_sum);
+
+    guest.check(&["write-seq", "/big-from-guest", "256"]);
+    let guest_sum = guest.check(&["sha256", "/big-from-guest"]);
+    assert_eq!(
+        sha256_file(&share.join("big-from-guest")),
+        kv(&guest_sum, "sha256")
+    );
+    assert_eq!(
+        std::fs::metadata(share.join("big-from-guest"))
+            .unwrap()
+            .len(),
+        256 << 20
+    );
+    guest.power_off();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_directory_of_10000_entries_lists_completely() {
+    let work = Work::new("many");
+    let share = work.share();
+    let host_dir = share.join("from-host");
+    std::fs::create_dir(&host_dir).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(host_dir.join(format!("entry-{i}")), b"").unwrap();
+    }
+    let mut guest = FsGuest::boot(&work.dir, &share);
+    assert_eq!(guest.check(&["count", "/from-host"]), "entries=10000");
+    guest.check(&["make-files", "/from-guest", "10000"]);
+    assert_eq!(
+        std::fs::read_dir(share.join("from-guest")).unwrap().count(),
+        10_000
+    );
+    guest.power_off();
+}
+
+/// virtiofsd's processes: the children of husk-vmm named virtiofsd, and theirs.
+fn virtiofsd_pids(vmm: u32) -> Vec<u32> {
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|task| {
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default()
+            })
+            .flat_map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    let mut todo = children(vmm);
+    while let Some(pid) = todo.pop() {
+        todo.extend(children(pid));
+        found.push(pid);
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn killing_virtiofsd_ends_the_vm_with_a_clear_error() {
+    let work = Work::new("kill");
+    let share = work.share();
+    let mut guest = FsGuest::boot(&work.dir, &share);
+    guest.check(&["exists", "/husk-checker"]);
+    let daemons = virtiofsd_pids(guest.vm.pid());
+    assert!(!daemons.is_empty(), "no virtiofsd under husk-vmm");
+    for pid in &daemons {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let status = guest.vm.wait_exit(EXIT_TIMEOUT).unwrap();
+    let stderr = guest.vmm_stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("virtio-fs backend"), "{stderr}");
+    assert!(stderr.contains("\"rootfs\""), "{stderr}");
+    assert!(stderr.contains("virtiofsd ended (signal: 9"), "{stderr}");
+    assert!(
+        !work.dir.join("virtiofsd.sock").exists(),
+        "socket left behind"
+    );
+    for pid in daemons {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "virtiofsd {pid} left behind"
+        );
+    }
+}
+
+/// husk-vmm with `--share` and a bad set-up: it fails at once, naming the problem,
+/// before any VM exists, and leaves nothing behind. Runs anywhere (no guest boots).
+fn share_failure(share: &Path, virtiofsd: &Path, socket: &Path) -> String {
+    let out = Command::new(workspace_bin("husk-vmm"))
+        .args(["--kernel", "/nonexistent-kernel", "--share"])
+        .arg(share)
+        .arg("--virtiofsd")
+        .arg(virtiofsd)
+        .arg("--virtiofsd-socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!socket.exists(), "socket left behind");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_shared_directory_or_virtiofsd_is_named() {
+    let dir = std::env::temp_dir().join(format!("husk-virtiofs-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("vfsd.sock");
+    let err = share_failure(&dir.join("no-such-dir"), Path::new("/bin/true"), &socket);
+    assert!(
+        err.contains("no-such-dir") && err.contains("not a directory"),
+        "{err}"
+    );
+    let err = share_failure(&dir, &dir.join("no-virtiofsd"), &socket);
+    assert!(
+        err.contains("virtiofsd not found at") && err.contains("no-virtiofsd"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,286 @@
+//! Running virtiofsd, the vhost-user backend of a virtio-fs share.
+//!
+//! One virtiofsd serves one shared directory of one sandbox. [`Virtiofsd::start`]
+//! checks what a user can get wrong (the binary, the directory), starts it with its
+//! sandboxing on, and waits until its socket takes the VMM's connection or it dies,
+//! whichever comes first, within an explicit timeout. The returned handle stops it
+//! (and removes its socket) when dropped; [`Virtiofsd::check_exit`] tells whether it
+//! died meanwhile, with the end of what it wrote on stderr.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the socket is tried while virtiofsd starts.
+const CONNECT_RETRY: Duration = Duration::from_millis(5);
+/// How long virtiofsd gets to stop on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Lines of virtiofsd's stderr kept for error messages.
+const STDERR_LINES: usize = 20;
+
+/// How to start one virtiofsd.
+#[derive(Debug, Clone)]
+pub struct VirtiofsdConfig {
+    /// The virtiofsd binary.
+    pub binary: PathBuf,
+    /// The directory to share.
+    pub shared_dir: PathBuf,
+    /// Where its vhost-user socket goes (must not exist yet).
+    pub socket: PathBuf,
+    /// How long it may take to listen.
+    pub start_timeout: Duration,
+    /// Its cache policy (`auto`, `always`, `never`, `metadata`).
+    pub cache: String,
+}
+
+/// Why virtiofsd could not be started, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtiofsdError {
+    /// The binary is not there or not executable.
+    #[error("virtiofsd not found at {0} (install it with tests/setup.sh or `cargo install virtiofsd`, or name it with --virtiofsd)")]
+    Missing(PathBuf),
+    /// The directory to share is missing or not a directory.
+    #[error("the shared directory {path} is not a directory")]
+    SharedDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why, when the file system said.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Its socket path is taken.
+    #[error("the virtiofsd socket {0} exists already")]
+    SocketExists(PathBuf),
+    /// It could not be spawned.
+    #[error("cannot start {0}")]
+    Spawn(PathBuf, #[source] std::io::Error),
+    /// It ended before taking the connection.
+    #[error("virtiofsd exited during start-up ({status}){}", stderr_suffix(.stderr))]
+    Exited {
+        /// How it ended.
+        status: ExitStatus,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// It did not listen in time.
+    #[error("virtiofsd did not listen on {socket} within {timeout:?}")]
+    Timeout {
+        /// The socket it should have created.
+        socket: PathBuf,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+/// A running virtiofsd; stopped when dropped.
+#[derive(Debug)]
+pub struct Virtiofsd {
+    child: Child,
+    socket: PathBuf,
+    shared_dir: PathBuf,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    ended: Option<ExitStatus>,
+}
+
+impl Virtiofsd {
+    /// Starts virtiofsd and returns it with the VMM's connection to its socket.
+    pub fn start(config: &VirtiofsdConfig) -> Result<(Virtiofsd, UnixStream), VirtiofsdError> {
+        if !is_executable(&config.binary) {
+            return Err(VirtiofsdError::Missing(config.binary.clone()));
+        }
+        match std::fs::metadata(&config.shared_dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(VirtiofsdError::SharedDir {
+                    path: config.shared_dir.clone(),
+                    source: None,
+                })
+            }
+            Err(e) => {
+                return Err(VirtiofsdError::SharedDir {
+                    path: config.shared_dir.clone(),
+                    source: Some(e),
+                })
+            }
+        }
+        if config.socket.symlink_metadata().is_ok() {
+            return Err(VirtiofsdError::SocketExists(config.socket.clone()));
+        }
+        let mut command = Command::new(&config.binary);
+        command
+            .arg("--socket-path")
+            .arg(&config.socket)
+            .arg("--shared-dir")
+            .arg(&config.shared_dir)
+            .args([
+                "--sandbox",
+                "namespace",
+                "--xattr",
+                "--cache",
+                &config.cache,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure only calls prctl and sigprocmask, which are
+        // async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // The VMM blocks its stop signals; virtiofsd must still take SIGTERM.
+                nix::sys::signal::SigSet::empty()
+                    .thread_set_mask()
+                    .map_err(std::io::Error::from)?;
+                // Die with the VMM even if it is killed outright.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| VirtiofsdError::Spawn(config.binary.clone(), e))?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let lines = Arc::clone(&stderr);
+            std::thread::spawn(move || keep_stderr(pipe, &lines));
+        }
+        let mut daemon = Virtiofsd {
+            child,
+            socket: config.socket.clone(),
+            shared_dir: config.shared_dir.clone(),
+            stderr,
+            ended: None,
+        };
+        let stream = daemon.connect(config.start_timeout)?;
+        Ok((daemon, stream))
+    }
+
+    /// Connects once virtiofsd listens, or fails when it exits or time runs out.
+    fn connect(&mut self, timeout: Duration) -> Result<UnixStream, VirtiofsdError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.check_exit() {
+                return Err(VirtiofsdError::Exited {
+                    status,
+                    stderr: self.stderr_tail(),
+                });
+            }
+            match UnixStream::connect(&self.socket) {
+                Ok(stream) => return Ok(stream),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(CONNECT_RETRY),
+                Err(_) => {
+                    return Err(VirtiofsdError::Timeout {
+                        socket: self.socket.clone(),
+                        timeout,
+                    })
+                }
+            }
+        }
+    }
+
+    /// virtiofsd's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The directory it shares.
+    pub fn shared_dir(&self) -> &Path {
+        &self.shared_dir
+    }
+
+    /// How virtiofsd ended, if it did (it is reaped here).
+    pub fn check_exit(&mut self) -> Option<ExitStatus> {
+        if self.ended.is_none() {
+            self.ended = self.child.try_wait().ok().flatten();
+        }
+        self.ended
+    }
+
+    /// Waits up to `timeout` for virtiofsd to end (after its VMM connection closed,
+    /// for instance) and tells how it ended.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.check_exit() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(CONNECT_RETRY);
+        }
+    }
+
+    /// The last lines virtiofsd wrote on stderr, joined with `; `.
+    pub fn stderr_tail(&self) -> String {
+        let lines = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect::<Vec<_>>().join("; ")
+    }
+
+    /// Stops virtiofsd: SIGTERM, then SIGKILL after a grace period. Removes the socket.
+    pub fn stop(&mut self) {
+        if self.check_exit().is_none() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if self.wait_exit(STOP_GRACE).is_none() {
+                let _ = self.child.kill();
+                self.ended = self.child.wait().ok();
+            }
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Virtiofsd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Keeps the last [`STDERR_LINES`] lines of virtiofsd's stderr and logs them.
+fn keep_stderr(pipe: std::process::ChildStderr, lines: &Mutex<VecDeque<String>>) {
+    for line in BufReader::new(pipe).lines() {
+        let Ok(line) = line else { break };
+        tracing::info!("virtiofsd: {line}");
+        let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == STDERR_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Finds virtiofsd: on `PATH`, then where Debian's qemu packages put it.
+pub fn find_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("virtiofsd"));
+    on_path
+        .chain([PathBuf::from("/usr/libexec/virtiofsd")])
+        .find(|p| is_executable(p))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+/// A scratch directory with a fake virtiofsd script and a directory to share.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("husk-vfsd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("share")).unwrap();
+        Scratch { dir }
+    }
+
+    fn script(&self, body: &str) -> PathBuf {
+        let path = self.dir.join("virtiofsd");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn config(&self, binary: PathBuf) -> VirtiofsdConfig {
+        VirtiofsdConfig {
+            binary,
+            shared_dir: self.dir.join("share"),
+            socket: self.dir.join("vfsd.sock"),
+            start_timeout: Duration::from_secs(5),
+            cache: "auto".into(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_missing_binary_is_named() {
+    let s = Scratch::new("missing");
+    let err = Virtiofsd::start(&s.config(s.dir.join("nope"))).unwrap_err();
+    assert!(matches!(err, VirtiofsdError::Missing(_)), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn a_missing_shared_directory_is_named_before_anything_starts() {
+    let s = Scratch::new("nodir");
+    let mut config = s.config(s.script("exit 0"));
+    config.shared_dir = s.dir.join("absent");
+    let err = Virtiofsd::start(&config).unwrap_err();
+    assert!(matches!(err, VirtiofsdError::SharedDir { .. }), "{err}");
+    assert!(err.to_string().contains("absent"), "{err}");
+}
+
+#[test]
+fn an_early_exit_reports_status_and_stderr() {
+    let s = Scratch::new("early");
+    let config = s.config(s.script("echo 'cannot share: bad things' >&2; exit 3"));
+    let err = Virtiofsd::start(&config).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VirtiofsdError::Exited { .. }), "{text}");
+    assert!(text.contains("exit status: 3"), "{text}");
+    // stderr is read by a thread: it may or may not be in yet, but never garbled.
+    assert!(!config.socket.exists());
+}
+
+#[test]
+fn a_silent_backend_times_out_and_is_stopped() {
+    let s = Scratch::new("silent");
+    let pid_file = s.dir.join("pid");
+    let mut config =
+        s.config(s.script(&format!("echo $$ > {}; exec sleep 60", pid_file.display())));
+    config.start_timeout = Duration::from_millis(300);
+    let err = Virtiofsd::start(&config).unwrap_err();
+    assert!(matches!(err, VirtiofsdError::Timeout { .. }), "{err}");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The handle was dropped inside start: the process is gone (reaped, not a zombie).
+    assert!(!process_exists(pid), "virtiofsd {pid} left running");
+}
+
+#[test]
+fn a_taken_socket_path_is_refused() {
+    let s = Scratch::new("taken");
+    let config = s.config(s.script("exit 0"));
+    std::fs::write(&config.socket, b"").unwrap();
+    let err = Virtiofsd::start(&config).unwrap_err();
+    assert!(matches!(err, VirtiofsdError::SocketExists(_)), "{err}");
+}
+
+/// With the real virtiofsd (HUSK_VIRTIOFSD, set by tests/run.sh): it takes the
+/// connection, and dropping the handle stops it and removes its socket.
+#[test]
+fn the_real_virtiofsd_starts_and_stops() {
+    let Some(binary) = std::env::var_os("HUSK_VIRTIOFSD").map(PathBuf::from) else {
+        eprintln!("HUSK_VIRTIOFSD not set: skipped");
+        return;
+    };
+    let s = Scratch::new("real");
+    let config = s.config(binary);
+    let (mut daemon, _stream) = Virtiofsd::start(&config).expect("start virtiofsd");
+    let pid = daemon.pid();
+    assert!(daemon.check_exit().is_none(), "{}", daemon.stderr_tail());
+    drop(daemon);
+    assert!(!process_exists(pid));
+    assert!(!config.socket.exists());
+}
