@@ -13,8 +13,8 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{
-    chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, read, sethostname, setgid,
-    setgroups, setsid, setuid, write, Gid, Uid,
+    chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, read, setgid, setgroups,
+    sethostname, setsid, setuid, write, Gid, Uid,
 };
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};

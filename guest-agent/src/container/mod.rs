@@ -234,8 +234,8 @@ impl Containers {
         if lock(&container.execs).contains_key(exec_id) {
             return Err(exists());
         }
-        let running = lock(&container.held).is_none()
-            && self.reaper.status(container.init.pid).is_none();
+        let running =
+            lock(&container.held).is_none() && self.reaper.status(container.init.pid).is_none();
         if !running {
             return Err(AgentError::new(
                 ErrorCode::FailedPrecondition,
@@ -313,9 +313,10 @@ impl Containers {
     }
 
     fn container(&self, id: &str) -> Result<Arc<Container>, AgentError> {
-        lock(&self.table).get(id).cloned().ok_or_else(|| {
-            AgentError::new(ErrorCode::NotFound, format!("no container {id:?}"))
-        })
+        lock(&self.table)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AgentError::new(ErrorCode::NotFound, format!("no container {id:?}")))
     }
 
     /// The container's first process (`exec_id` `None`) or an exec'd one.

@@ -131,7 +131,11 @@ impl Reaper {
 
     /// How a tracked process ended, or `None` while it runs (or if it is not tracked).
     pub fn status(&self, pid: Pid) -> Option<ExitStatus> {
-        lock(&self.table).tracked.get(&pid.as_raw()).copied().flatten()
+        lock(&self.table)
+            .tracked
+            .get(&pid.as_raw())
+            .copied()
+            .flatten()
     }
 
     /// Waits until a tracked process has been reaped, or until `deadline`; `None` if
@@ -187,10 +191,7 @@ impl Reaper {
                 Err(Errno::ECHILD) if self.mode == Mode::All => {
                     let mut table = lock(&self.table);
                     while table.spawned == generation {
-                        table = self
-                            .spawned
-                            .wait(table)
-                            .unwrap_or_else(|e| e.into_inner());
+                        table = self.spawned.wait(table).unwrap_or_else(|e| e.into_inner());
                     }
                 }
                 // Tracked-only: the child is gone (someone else reaped it).

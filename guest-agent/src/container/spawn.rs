@@ -69,8 +69,8 @@ pub fn spawn(
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
             })?;
-            let mount_proc = std::fs::symlink_metadata(rootfs.join("proc"))
-                .is_ok_and(|m| m.is_dir());
+            let mount_proc =
+                std::fs::symlink_metadata(rootfs.join("proc")).is_ok_and(|m| m.is_dir());
             let plan = child::Place::New {
                 rootfs: &rootfs_c,
                 mount_proc,
@@ -111,11 +111,15 @@ pub fn spawn(
         } => [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
         ChildStdio::Pty(slave) => [slave.as_fd(), slave.as_fd(), slave.as_fd()],
     };
-    let groups: Vec<Gid> = launch.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = launch
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     let argv = pointers(&launch.args);
     let envp = pointers(&launch.env);
-    let max_fd = getrlimit(Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft.min(1 << 16) as i32);
+    let max_fd =
+        getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft.min(1 << 16) as i32);
     let plan = Plan {
         stdio: stdio_fds,
         pty: matches!(stdio, ChildStdio::Pty(_)),
@@ -143,7 +147,6 @@ pub fn spawn(
             }
         })
         .map_err(|e| AgentError::new(ErrorCode::Internal, format!("fork: {e}")))?;
-    drop(plan);
     drop((stdio, start_r, report_w));
     let mut held = Held {
         start: File::from(start_w),
@@ -152,7 +155,10 @@ pub fn spawn(
         searched: launch.searched.clone(),
     };
     let record = read_record(&mut held.report).map_err(|e| {
-        AgentError::new(ErrorCode::Internal, format!("reading the child's report: {e}"))
+        AgentError::new(
+            ErrorCode::Internal,
+            format!("reading the child's report: {e}"),
+        )
     })?;
     match record {
         Some((Stage::Ready, _)) => Ok((pid, held)),
@@ -188,7 +194,10 @@ impl Held {
             }
             Ok(Some((stage, errno))) => Err(AgentError::new(
                 ErrorCode::Internal,
-                format!("unexpected report {stage:?} ({}) after the start", errno.desc()),
+                format!(
+                    "unexpected report {stage:?} ({}) after the start",
+                    errno.desc()
+                ),
             )),
             Err(e) => Err(AgentError::new(
                 ErrorCode::Internal,

@@ -99,7 +99,9 @@ pub fn parse_bundle(spec: &serde_json::Value) -> Result<(Launch, Option<String>)
     let hostname = match bundle.hostname {
         Some(name) if name.is_empty() => None,
         Some(name) if name.len() > 64 || name.contains('\0') => {
-            return Err(invalid(format!("hostname {name:?} is not a valid hostname")))
+            return Err(invalid(format!(
+                "hostname {name:?} is not a valid hostname"
+            )))
         }
         other => other,
     };
@@ -208,7 +210,10 @@ mod tests {
                 width: 80
             })
         );
-        assert_eq!((launch.uid, launch.gid, launch.umask), (1000, 100, Some(18)));
+        assert_eq!(
+            (launch.uid, launch.gid, launch.umask),
+            (1000, 100, Some(18))
+        );
         assert_eq!(launch.additional_gids, [5, 6]);
     }
 

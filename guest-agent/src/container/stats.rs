@@ -39,7 +39,11 @@ pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
     let mut all = HashMap::new();
     for entry in std::fs::read_dir(proc_root)? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         // A process may end while the directory is read.
@@ -51,8 +55,15 @@ pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
         }
     }
     let tree = descendants(&all, roots);
-    let ticks_per_s = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
-    let page = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    let ticks_per_s = sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
+    let page = sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
     let mut stats = ContainerStats {
         cpu_usage_ns: 0,
         memory_bytes: 0,
@@ -78,7 +89,11 @@ fn descendants(all: &HashMap<i32, ProcStat>, roots: &[i32]) -> HashSet<i32> {
         children.entry(stat.ppid).or_default().push(*pid);
     }
     let mut found = HashSet::new();
-    let mut todo: Vec<i32> = roots.iter().copied().filter(|p| all.contains_key(p)).collect();
+    let mut todo: Vec<i32> = roots
+        .iter()
+        .copied()
+        .filter(|p| all.contains_key(p))
+        .collect();
     while let Some(pid) = todo.pop() {
         if found.insert(pid) {
             todo.extend(children.get(&pid).into_iter().flatten());

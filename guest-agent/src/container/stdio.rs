@@ -84,7 +84,10 @@ pub fn create(
     size: Option<ConsoleSize>,
 ) -> Result<(ChildStdio, Streams), AgentError> {
     let failed = |what: &str, e: nix::Error| {
-        AgentError::new(ErrorCode::Internal, format!("cannot create {what}: {}", e.desc()))
+        AgentError::new(
+            ErrorCode::Internal,
+            format!("cannot create {what}: {}", e.desc()),
+        )
     };
     if terminal {
         let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
@@ -174,9 +177,7 @@ impl Streams {
             )
         };
         match (self, stream) {
-            (Streams::Pipes { .. }, StdioStream::Pty) => {
-                Err(wrong("the process has no terminal"))
-            }
+            (Streams::Pipes { .. }, StdioStream::Pty) => Err(wrong("the process has no terminal")),
             (Streams::Pty { .. }, _) if stream != StdioStream::Pty => Err(wrong(
                 "the process has a terminal: attach its pty stream instead",
             )),

@@ -6,8 +6,8 @@ use crate::procfs;
 use crate::protocol::handshake::answer_hello;
 use crate::protocol::{
     read_frame_bytes, write_frame, AgentError, ErrorCode, FrameError, Health, Hello, HelloReply,
-    Request, RequestBody, Response, ResponseBody, StreamHello, StreamHelloFrame,
-    StreamHelloReply, PROTOCOL_VERSION,
+    Request, RequestBody, Response, ResponseBody, StreamHello, StreamHelloFrame, StreamHelloReply,
+    PROTOCOL_VERSION,
 };
 use crate::VERSION;
 use std::io::{self, Read, Write};
@@ -257,7 +257,10 @@ fn serve_stream<S: Connection>(
             "{:?} of {}{}",
             hello.stream,
             hello.container_id,
-            hello.exec_id.as_deref().map_or(String::new(), |e| format!("/{e}"))
+            hello
+                .exec_id
+                .as_deref()
+                .map_or(String::new(), |e| format!("/{e}"))
         )
         .to_lowercase(),
         source,

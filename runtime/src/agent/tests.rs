@@ -137,7 +137,7 @@ fn connect_and_requests_succeed_against_the_real_handler() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::Unsupported),
+        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::NotFound),
         "{err}"
     );
     assert!(client.health().is_ok());
