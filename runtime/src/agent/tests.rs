@@ -374,3 +374,5 @@ fn a_busy_agent_refusal_is_reported() {
     ));
     fake.join();
 }
+
+mod containers;
