@@ -9,6 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 packages=(
     linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils
     qemu-system-x86
+    # A static busybox: the root filesystem of the agent's container unit tests.
+    busybox-static
 )
 
 missing=()
