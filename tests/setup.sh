@@ -12,6 +12,8 @@ packages=(
     # virtiofsd's build dependencies, and what the virtio-fs suite formats its
     # scratch file system with
     libseccomp-dev libcap-ng-dev pkg-config e2fsprogs
+    # A static busybox: the root filesystem of the agent's container unit tests.
+    busybox-static
 )
 
 missing=()

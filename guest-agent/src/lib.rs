@@ -7,6 +7,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod container;
 pub mod devices;
 pub mod mounts;
 pub mod power;

@@ -77,8 +77,10 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
             Err(e) => println!("husk-agent: {}", husk_agent::server::log::error_chain(&e)),
         }
     }
+    // PID 1 reaps every orphan of the guest; container processes go through it.
+    let reaper = husk_agent::container::Reaper::reap_all()?;
     let (tx, rx) = mpsc::channel();
-    start_server(tx.clone());
+    start_server(tx.clone(), reaper);
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -124,7 +126,7 @@ fn mem_total_kib() -> std::io::Result<u64> {
 }
 
 /// Starts the vsock protocol server; without a vsock device, says so and goes on.
-fn start_server(stop: mpsc::Sender<Stop>) {
+fn start_server(stop: mpsc::Sender<Stop>, reaper: Arc<husk_agent::container::Reaper>) {
     let listener = match server::listen() {
         Ok(listener) => listener,
         Err(e) => {
@@ -135,9 +137,12 @@ fn start_server(stop: mpsc::Sender<Stop>) {
             return;
         }
     };
-    let ctx = Arc::new(Context::new(move || {
-        let _ = stop.send(Stop::Request);
-    }));
+    let ctx = Arc::new(
+        Context::new(move || {
+            let _ = stop.send(Stop::Request);
+        })
+        .with_reaper(reaper),
+    );
     let spawned = std::thread::Builder::new()
         .name("agent-server".into())
         .spawn(move || server::serve(listener, ctx));

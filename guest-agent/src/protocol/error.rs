@@ -20,6 +20,12 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The agent serves too many connections; try again later.
     Busy,
+    /// The container or process named exists already (e.g. a duplicate container ID).
+    AlreadyExists,
+    /// The request is valid but the target is not in a state that allows it (e.g.
+    /// starting a container twice, signalling a process that exited, attaching a
+    /// stream twice).
+    FailedPrecondition,
 }
 
 /// An error answer from the agent: a code for programs, a message for people.

@@ -29,7 +29,8 @@ pub enum RequestBody {
     /// Liveness and guest load. Answer: [`ResponseBody::Health`].
     Health,
     /// Create a container from an OCI bundle's `config.json` and a root filesystem
-    /// path inside the guest. Answer: [`ResponseBody::Done`].
+    /// path inside the guest. The process is created and held before `exec` until
+    /// `StartContainer`. Answer: [`ResponseBody::Created`].
     CreateContainer {
         /// The container's ID.
         container_id: String,
@@ -160,6 +161,12 @@ pub enum ResponseBody {
     Health(Health),
     /// The request was carried out; nothing to report.
     Done,
+    /// Answer to `create_container`: the container's process exists and waits for
+    /// `start_container` before it runs the container's program.
+    Created {
+        /// Its PID inside the guest.
+        pid: u32,
+    },
     /// A process was started.
     Started {
         /// Its PID inside the guest.

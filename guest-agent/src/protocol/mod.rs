@@ -23,7 +23,7 @@ pub use handshake::{Hello, HelloAck, HelloReply};
 pub use messages::{
     ContainerStats, ExitStatus, Health, Request, RequestBody, Response, ResponseBody, SinkDigest,
 };
-pub use stdio::{StdioStream, StreamHello};
+pub use stdio::{StdioStream, StreamHello, StreamHelloFrame, StreamHelloReply};
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

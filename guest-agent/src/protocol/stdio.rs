@@ -2,9 +2,10 @@
 //!
 //! A stdio connection starts with the same `CONNECT` and vsock port as a request
 //! connection, but its first frame is a [`StreamHello`] instead of a `Hello`; every
-//! byte after that frame is the stream's data. Serving them arrives with container
-//! support.
+//! byte after that frame is the stream's data, once the agent has accepted it with a
+//! [`StreamHelloReply`].
 
+use super::AgentError;
 use serde::{Deserialize, Serialize};
 
 /// Which of a process's streams a connection carries.
@@ -42,4 +43,17 @@ pub struct StreamHello {
     pub exec_id: Option<String>,
     /// The stream.
     pub stream: StdioStream,
+}
+
+/// The agent's answer to a [`StreamHello`]. After `Refused` the agent closes the
+/// connection; after `Ok` the connection carries the stream's raw bytes.
+///
+/// JSON: `{"type":"ok"}` or `{"type":"refused","code":"not_found","message":"..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamHelloReply {
+    /// The stream is attached; raw bytes follow.
+    Ok,
+    /// The stream cannot be attached.
+    Refused(AgentError),
 }

@@ -2,7 +2,6 @@
 
 use super::diag::{StreamGenerator, StreamHasher};
 use super::handshake::answer_hello;
-use super::stdio::StreamHelloFrame;
 use super::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -80,6 +79,7 @@ fn all_responses() -> Vec<Result<ResponseBody, AgentError>> {
             connections: 1,
         })),
         Ok(ResponseBody::Done),
+        Ok(ResponseBody::Created { pid: 41 }),
         Ok(ResponseBody::Started { pid: 42 }),
         Ok(ResponseBody::Exited(ExitStatus {
             exit_code: Some(3),
@@ -101,6 +101,11 @@ fn all_responses() -> Vec<Result<ResponseBody, AgentError>> {
         Err(AgentError::new(ErrorCode::Internal, "oops")),
         Err(AgentError::new(ErrorCode::VersionMismatch, "1 vs 2")),
         Err(AgentError::new(ErrorCode::Busy, "full")),
+        Err(AgentError::new(ErrorCode::AlreadyExists, "c1 exists")),
+        Err(AgentError::new(
+            ErrorCode::FailedPrecondition,
+            "not running",
+        )),
     ]
 }
 
@@ -118,6 +123,11 @@ fn every_message_round_trips() {
     round_trip(&Hello::new("test"));
     round_trip(&answer_hello(&Hello::new("test"), "0.1.0"));
     round_trip(&HelloReply::Refused(AgentError::new(ErrorCode::Busy, "x")));
+    round_trip(&StreamHelloReply::Ok);
+    round_trip(&StreamHelloReply::Refused(AgentError::new(
+        ErrorCode::NotFound,
+        "no container",
+    )));
     for stream in [
         StdioStream::Stdin,
         StdioStream::Stdout,
@@ -179,6 +189,22 @@ fn json_shapes_are_as_documented() {
         })),
         json!({"stream_hello": {"version": 1, "container_id": "c1", "exec_id": null,
                                 "stream": "stdout"}})
+    );
+    assert_eq!(v(&StreamHelloReply::Ok), json!({"type": "ok"}));
+    assert_eq!(
+        v(&StreamHelloReply::Refused(AgentError::new(
+            ErrorCode::FailedPrecondition,
+            "m"
+        ))),
+        json!({"type": "refused", "code": "failed_precondition", "message": "m"})
+    );
+    assert_eq!(
+        v(&ResponseBody::Created { pid: 7 }),
+        json!({"type": "created", "pid": 7})
+    );
+    assert_eq!(
+        v(&AgentError::new(ErrorCode::AlreadyExists, "m")),
+        json!({"code": "already_exists", "message": "m"})
     );
     // Optional ids may be left out.
     let wait: RequestBody =

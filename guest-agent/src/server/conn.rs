@@ -1,15 +1,47 @@
 //! Serving one connection: the handshake, then requests until the client leaves.
 
 use super::{diag, Context};
+use crate::container::relay;
 use crate::procfs;
 use crate::protocol::handshake::answer_hello;
-use crate::protocol::stdio::StreamHelloFrame;
 use crate::protocol::{
     read_frame_bytes, write_frame, AgentError, ErrorCode, FrameError, Health, Hello, HelloReply,
-    Request, RequestBody, Response, ResponseBody, PROTOCOL_VERSION,
+    Request, RequestBody, Response, ResponseBody, StreamHello, StreamHelloFrame, StreamHelloReply,
+    PROTOCOL_VERSION,
 };
 use crate::VERSION;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+
+/// A connection the server serves: a byte stream that can be duplicated (a terminal
+/// stream is relayed both ways at once) and shut down (to send end of file).
+pub trait Connection: Read + Write + Send + Sized {
+    /// A second handle on the same connection.
+    fn try_clone(&self) -> io::Result<Self>;
+    /// Shuts down one or both directions.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+impl Connection for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
+
+impl Connection for vsock::VsockStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        vsock::VsockStream::try_clone(self)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        vsock::VsockStream::shutdown(self, how)
+    }
+}
 
 /// Why a connection ended other than by the client closing it between requests.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +80,15 @@ pub enum ConnError {
     /// Raw stream bytes could not be read or written.
     #[error("raw stream transfer failed")]
     Stream(#[source] std::io::Error),
+    /// A stdio stream's relay failed.
+    #[error("stdio relay of {stream} failed")]
+    Relay {
+        /// Which stream, in words.
+        stream: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<FrameError> for ConnError {
@@ -56,15 +97,11 @@ impl From<FrameError> for ConnError {
     }
 }
 
-/// What the unimplemented container requests answer.
-const NO_CONTAINERS: &str = "containers are not supported by this agent yet: \
-                             this arrives with the OCI runtime work";
-
 /// Serves one connection until the client closes it (`Ok`) or it fails.
 ///
 /// Never panics on client input: malformed frames are answered with an
 /// `invalid_argument` error when possible, then the connection is closed.
-pub fn handle_connection<S: Read + Write>(mut stream: S, ctx: &Context) -> Result<(), ConnError> {
+pub fn handle_connection<S: Connection>(mut stream: S, ctx: &Context) -> Result<(), ConnError> {
     let first = match read_frame_bytes(&mut stream) {
         Ok(first) => first,
         Err(FrameError::Eof) => return Ok(()),
@@ -73,26 +110,15 @@ pub fn handle_connection<S: Read + Write>(mut stream: S, ctx: &Context) -> Resul
     let hello: Hello = match serde_json::from_slice(&first) {
         Ok(hello) => hello,
         Err(e) => {
-            let (code, message) = if serde_json::from_slice::<StreamHelloFrame>(&first).is_ok() {
-                (
-                    ErrorCode::Unsupported,
-                    "stdio streams are not served by this agent yet: \
-                     this arrives with the OCI runtime work"
-                        .to_owned(),
-                )
-            } else {
-                (
-                    ErrorCode::InvalidArgument,
-                    format!("the first frame must be a hello: {e}"),
-                )
-            };
-            let refused = HelloReply::Refused(AgentError::new(code, message));
+            if let Ok(StreamHelloFrame::StreamHello(hello)) = serde_json::from_slice(&first) {
+                return serve_stream(stream, ctx, &hello);
+            }
+            let refused = HelloReply::Refused(AgentError::new(
+                ErrorCode::InvalidArgument,
+                format!("the first frame must be a hello: {e}"),
+            ));
             write_frame(&mut stream, &refused)?;
-            return if code == ErrorCode::Unsupported {
-                Ok(())
-            } else {
-                Err(ConnError::BadHello(e))
-            };
+            return Err(ConnError::BadHello(e));
         }
     };
     let reply = answer_hello(&hello, VERSION);
@@ -183,22 +209,62 @@ fn serve_request<S: Read + Write>(
             write_frame(stream, &answer(Ok(ResponseBody::Ready)))?;
             diag::source(stream, bytes, seed)?;
         }
-        body @ (RequestBody::CreateContainer { .. }
-        | RequestBody::StartContainer { .. }
-        | RequestBody::Signal { .. }
-        | RequestBody::Wait { .. }
-        | RequestBody::Exec { .. }
-        | RequestBody::ResizeTty { .. }
-        | RequestBody::CloseStdin { .. }
-        | RequestBody::Stats { .. }) => write_frame(
-            stream,
-            &answer(Err(AgentError::new(
-                ErrorCode::Unsupported,
-                format!("{}: {NO_CONTAINERS}", body.name()),
-            ))),
-        )?,
+        body => {
+            let name = body.name();
+            let result = ctx
+                .containers
+                .serve(body, &ctx.proc_root)
+                .unwrap_or_else(|| {
+                    Err(AgentError::new(
+                        ErrorCode::Internal,
+                        format!("{name} is not a container request"),
+                    ))
+                });
+            write_frame(stream, &answer(result))?
+        }
     }
     Ok(())
+}
+
+/// Serves a stdio stream connection: attaches the stream, answers, relays.
+fn serve_stream<S: Connection>(
+    mut stream: S,
+    ctx: &Context,
+    hello: &StreamHello,
+) -> Result<(), ConnError> {
+    let attached = if hello.version == PROTOCOL_VERSION {
+        ctx.containers.attach(hello)
+    } else {
+        Err(AgentError::new(
+            ErrorCode::VersionMismatch,
+            format!(
+                "client speaks protocol version {}, agent {VERSION} speaks version \
+                 {PROTOCOL_VERSION}",
+                hello.version
+            ),
+        ))
+    };
+    let attached = match attached {
+        Ok(attached) => attached,
+        Err(refusal) => {
+            write_frame(&mut stream, &StreamHelloReply::Refused(refusal))?;
+            return Ok(());
+        }
+    };
+    write_frame(&mut stream, &StreamHelloReply::Ok)?;
+    relay::relay(stream, attached).map_err(|source| ConnError::Relay {
+        stream: format!(
+            "{:?} of {}{}",
+            hello.stream,
+            hello.container_id,
+            hello
+                .exec_id
+                .as_deref()
+                .map_or(String::new(), |e| format!("/{e}"))
+        )
+        .to_lowercase(),
+        source,
+    })
 }
 
 /// The guest's health from `/proc`.

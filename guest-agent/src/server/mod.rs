@@ -8,8 +8,9 @@ mod diag;
 pub mod log;
 pub mod ratelimit;
 
-pub use conn::{handle_connection, ConnError};
+pub use conn::{handle_connection, ConnError, Connection};
 
+use crate::container::{Containers, Reaper};
 use crate::protocol::{write_frame, AgentError, ErrorCode, HelloReply, AGENT_PORT};
 use log::{error_chain, ConsoleLog};
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub struct Context {
     on_shutdown: Box<dyn Fn() + Send + Sync>,
     max_connections: u32,
     connections: AtomicU32,
+    containers: Containers,
 }
 
 impl std::fmt::Debug for Context {
@@ -44,6 +46,10 @@ impl Context {
     /// A context reading `/proc`, logging to the console, serving at most
     /// [`DEFAULT_MAX_CONNECTIONS`]; `on_shutdown` runs after a `shutdown` request has
     /// been answered and should end the VM.
+    ///
+    /// Container processes are reaped by a [`Reaper::tracked_only`], which leaves
+    /// other children alone; PID 1 must give a [`Reaper::reap_all`] with
+    /// [`Context::with_reaper`] so that orphans are reaped too.
     pub fn new(on_shutdown: impl Fn() + Send + Sync + 'static) -> Self {
         Context {
             proc_root: PathBuf::from("/proc"),
@@ -51,7 +57,15 @@ impl Context {
             on_shutdown: Box::new(on_shutdown),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             connections: AtomicU32::new(0),
+            containers: Containers::new(Reaper::tracked_only()),
         }
+    }
+
+    /// Reaps container processes with `reaper` (the containers so far are forgotten:
+    /// call this before serving).
+    pub fn with_reaper(mut self, reaper: Arc<Reaper>) -> Self {
+        self.containers = Containers::new(reaper);
+        self
     }
 
     /// Reads guest state from `proc_root` instead of `/proc`.

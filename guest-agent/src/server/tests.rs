@@ -3,7 +3,6 @@
 use super::ratelimit::TokenBucket;
 use super::*;
 use crate::protocol::diag::{StreamGenerator, StreamHasher};
-use crate::protocol::stdio::StreamHelloFrame;
 use crate::protocol::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -113,55 +112,6 @@ fn unreadable_proc_is_an_internal_error() {
         "{}",
         err.message
     );
-}
-
-#[test]
-fn container_requests_are_explicitly_unsupported() {
-    let (ctx, _rx) = context(Path::new("/proc"));
-    let (mut client, handle) = connected(&ctx);
-    let c = || "c1".to_owned();
-    let requests = [
-        RequestBody::CreateContainer {
-            container_id: c(),
-            bundle_spec: serde_json::json!({}),
-            rootfs: "/".into(),
-        },
-        RequestBody::StartContainer { container_id: c() },
-        RequestBody::Signal {
-            container_id: c(),
-            exec_id: None,
-            signal: 9,
-        },
-        RequestBody::Wait {
-            container_id: c(),
-            exec_id: None,
-        },
-        RequestBody::Exec {
-            container_id: c(),
-            exec_id: "e".into(),
-            process: serde_json::json!({}),
-        },
-        RequestBody::ResizeTty {
-            container_id: c(),
-            exec_id: None,
-            rows: 1,
-            cols: 1,
-        },
-        RequestBody::CloseStdin {
-            container_id: c(),
-            exec_id: None,
-        },
-        RequestBody::Stats { container_id: c() },
-    ];
-    for (id, body) in requests.into_iter().enumerate() {
-        let name = body.name();
-        let err = ask(&mut client, id as u64 + 1, body).unwrap_err();
-        assert_eq!(err.code, ErrorCode::Unsupported);
-        assert!(err.message.starts_with(name), "{}", err.message);
-        assert!(err.message.contains("OCI runtime work"), "{}", err.message);
-    }
-    drop(client);
-    handle.join().unwrap().unwrap();
 }
 
 #[test]
@@ -289,7 +239,7 @@ fn a_bad_first_frame_is_refused() {
 }
 
 #[test]
-fn stdio_streams_are_refused_as_unsupported() {
+fn a_stream_for_an_unknown_container_is_refused() {
     let (ctx, _rx) = context(Path::new("/proc"));
     let (mut client, handle) = start(&ctx);
     let hello = StreamHelloFrame::StreamHello(StreamHello {
@@ -299,11 +249,11 @@ fn stdio_streams_are_refused_as_unsupported() {
         stream: StdioStream::Stdout,
     });
     write_frame(&mut client, &hello).unwrap();
-    let reply: HelloReply = read_frame(&mut client).unwrap();
+    let reply: StreamHelloReply = read_frame(&mut client).unwrap();
     assert!(matches!(
         reply,
-        HelloReply::Refused(AgentError {
-            code: ErrorCode::Unsupported,
+        StreamHelloReply::Refused(AgentError {
+            code: ErrorCode::NotFound,
             ..
         })
     ));

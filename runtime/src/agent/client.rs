@@ -235,7 +235,7 @@ impl<S: Transport> AgentClient<S> {
     }
 
     /// Sends a request frame; gives back its id.
-    fn send(&mut self, body: RequestBody) -> Result<u64, ClientError> {
+    pub(super) fn send(&mut self, body: RequestBody) -> Result<u64, ClientError> {
         if self.broken {
             return Err(ClientError::Broken);
         }
@@ -256,17 +256,40 @@ impl<S: Transport> AgentClient<S> {
         Ok(id)
     }
 
-    /// Reads the answer to request `id`.
-    fn answer(&mut self, id: u64, during: &'static str) -> Result<ResponseBody, ClientError> {
-        let mut io = Deadline {
-            stream: &mut self.stream,
-            deadline: Instant::now() + self.timeouts.request,
+    /// Reads the answer to request `id`, within the request timeout.
+    pub(super) fn answer(
+        &mut self,
+        id: u64,
+        during: &'static str,
+    ) -> Result<ResponseBody, ClientError> {
+        let after = self.timeouts.request;
+        self.answer_by(id, during, Some(Instant::now() + after), after)
+    }
+
+    /// Reads the answer to request `id` by `deadline` (`None`: however long it takes);
+    /// `after` is the limit reported if the deadline passes.
+    pub(super) fn answer_by(
+        &mut self,
+        id: u64,
+        during: &'static str,
+        deadline: Option<Instant>,
+        after: Duration,
+    ) -> Result<ResponseBody, ClientError> {
+        let read = match deadline {
+            Some(deadline) => read_frame(&mut Deadline {
+                stream: &mut self.stream,
+                deadline,
+            }),
+            None => match self.stream.set_read_timeout(None) {
+                Ok(()) => read_frame(&mut self.stream),
+                Err(e) => Err(husk_agent::protocol::FrameError::Io(e)),
+            },
         };
-        let response: Response = match read_frame(&mut io) {
+        let response: Response = match read {
             Ok(response) => response,
             Err(e) => {
                 self.broken = true;
-                return Err(ClientError::from_frame(e, during, self.timeouts.request));
+                return Err(ClientError::from_frame(e, during, after));
             }
         };
         if response.id != id {
@@ -288,7 +311,7 @@ impl<S: Transport> AgentClient<S> {
     }
 
     /// An answer of the wrong kind; the connection is given up.
-    fn unexpected(&mut self, during: &'static str, got: &ResponseBody) -> ClientError {
+    pub(super) fn unexpected(&mut self, during: &'static str, got: &ResponseBody) -> ClientError {
         self.broken = true;
         ClientError::Unexpected {
             during,

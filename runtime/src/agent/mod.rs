@@ -4,14 +4,17 @@
 //! [`husk_agent::protocol`].
 
 mod client;
+mod containers;
 mod deadline;
 mod error;
 mod hybrid;
+mod stream;
 mod transport;
 
 pub use client::{AgentClient, Timeouts};
 pub use error::ClientError;
 pub use hybrid::connect_port;
+pub use stream::{open_stream, stream_hello, StreamTarget};
 pub use transport::Transport;
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ fn connect_and_requests_succeed_against_the_real_handler() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::Unsupported),
+        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::NotFound),
         "{err}"
     );
     assert!(client.health().is_ok());
@@ -374,3 +374,5 @@ fn a_busy_agent_refusal_is_reported() {
     ));
     fake.join();
 }
+
+mod containers;

@@ -1,0 +1,296 @@
+//! The forked child, from `fork` to `execve`.
+//!
+//! The agent has many threads, so after `fork` the child may only make system calls:
+//! everything it uses (paths, `argv`, `envp`, descriptors) is prepared beforehand in a
+//! [`Plan`], and nothing here allocates, locks or panics. Failures are reported to
+//! the agent as a [`Stage`] and an errno on the report pipe, then the child exits with
+//! [`SETUP_FAILED`].
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{
+    chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, read, setgid, setgroups,
+    sethostname, setsid, setuid, write, Gid, Uid,
+};
+use std::ffi::{c_char, CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
+
+/// The exit code of a child whose setup or `execve` failed.
+pub const SETUP_FAILED: i32 = 127;
+
+/// The exit code of a held child whose agent went away before starting it.
+pub const NEVER_STARTED: i32 = 126;
+
+/// What the child was doing when it failed; `Ready` reports a finished setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    /// Setup finished; the child waits for the start signal.
+    Ready = 0,
+    /// Resetting the signal mask and dispositions.
+    Signals,
+    /// `setsid`.
+    Session,
+    /// Making the terminal the controlling terminal.
+    Tty,
+    /// Moving the streams to descriptors 0, 1 and 2.
+    Stdio,
+    /// `unshare` or `setns`.
+    Namespaces,
+    /// Making the mount tree private.
+    Private,
+    /// Changing the root directory.
+    Chroot,
+    /// Mounting `/proc`.
+    Proc,
+    /// `sethostname`.
+    Hostname,
+    /// `setgroups`.
+    Groups,
+    /// `setgid`.
+    Gid,
+    /// `setuid`.
+    Uid,
+    /// Changing to the working directory.
+    Cwd,
+    /// `execve`.
+    Exec,
+}
+
+impl Stage {
+    /// The stage of a reported number.
+    pub fn from_u32(n: u32) -> Option<Stage> {
+        use Stage::*;
+        [
+            Ready, Signals, Session, Tty, Stdio, Namespaces, Private, Chroot, Proc, Hostname,
+            Groups, Gid, Uid, Cwd, Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == n)
+    }
+}
+
+/// Where the process runs.
+#[derive(Debug)]
+pub enum Place<'a> {
+    /// A container's first process: new mount (and UTS) namespace, `chroot` into
+    /// `rootfs`.
+    New {
+        /// The root filesystem.
+        rootfs: &'a CStr,
+        /// Mount `/proc` (the rootfs has a `/proc` directory).
+        mount_proc: bool,
+        /// The hostname, set in a new UTS namespace.
+        hostname: Option<&'a str>,
+    },
+    /// Another process in a running container: the namespaces and root directory of
+    /// the container's first process.
+    Enter {
+        /// `/proc/<pid>/ns/mnt`.
+        mnt: BorrowedFd<'a>,
+        /// `/proc/<pid>/ns/uts`.
+        uts: BorrowedFd<'a>,
+        /// `/proc/<pid>/root`.
+        root: BorrowedFd<'a>,
+    },
+}
+
+/// Everything the child needs, prepared before `fork`.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// What becomes descriptors 0, 1 and 2.
+    pub stdio: [BorrowedFd<'a>; 3],
+    /// Whether `stdio` is a terminal to make the controlling terminal.
+    pub pty: bool,
+    /// The read end of the start pipe: one byte means exec.
+    pub start: BorrowedFd<'a>,
+    /// The write end of the report pipe.
+    pub report: BorrowedFd<'a>,
+    /// Descriptors to keep open, ascending; all others above 2 are closed.
+    pub keep: &'a [RawFd],
+    /// The highest descriptor to close if `close_range` is missing.
+    pub max_fd: RawFd,
+    /// Where the process runs.
+    pub place: Place<'a>,
+    /// Credentials.
+    pub uid: Uid,
+    /// Group.
+    pub gid: Gid,
+    /// Supplementary groups.
+    pub groups: &'a [Gid],
+    /// The file mode creation mask.
+    pub umask: Option<Mode>,
+    /// The working directory.
+    pub cwd: &'a CStr,
+    /// The paths `execve` tries in turn.
+    pub candidates: &'a [CString],
+    /// `argv`, null-terminated.
+    pub argv: &'a [*const c_char],
+    /// `envp`, null-terminated.
+    pub envp: &'a [*const c_char],
+}
+
+/// The child's life after `fork`: setup, report, wait for the start, exec.
+pub fn run(plan: &Plan<'_>) -> ! {
+    let (stage, errno) = match setup(plan) {
+        Ok(()) => {
+            report(plan.report, Stage::Ready, 0);
+            let mut byte = [0u8];
+            loop {
+                match read(plan.start, &mut byte) {
+                    Ok(1) => break,
+                    Err(Errno::EINTR) => {}
+                    _ => exit_now(NEVER_STARTED),
+                }
+            }
+            (Stage::Exec, exec(plan))
+        }
+        Err(failed) => failed,
+    };
+    report(plan.report, stage, errno as i32);
+    exit_now(SETUP_FAILED)
+}
+
+/// Ends the child without running anything of the agent's (no exit handlers, no
+/// flushing of buffers copied from the agent).
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process at once; it is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Writes one report record: stage and errno, big-endian.
+fn report(fd: BorrowedFd<'_>, stage: Stage, errno: i32) {
+    let mut record = [0u8; 8];
+    record[..4].copy_from_slice(&(stage as u32).to_be_bytes());
+    record[4..].copy_from_slice(&errno.to_be_bytes());
+    // At most PIPE_BUF bytes: written whole or not at all.
+    let _ = write(fd, &record);
+}
+
+fn at(stage: Stage) -> impl Fn(Errno) -> (Stage, Errno) {
+    move |e| (stage, e)
+}
+
+/// Everything before the wait for the start.
+fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
+    reset_signals().map_err(at(Stage::Signals))?;
+    setsid().map_err(at(Stage::Session))?;
+    if plan.pty {
+        // SAFETY: TIOCSCTTY takes an int by value; the descriptor is open.
+        unsafe { tiocsctty(plan.stdio[0].as_raw_fd(), 0) }.map_err(at(Stage::Tty))?;
+    }
+    dup2_stdin(plan.stdio[0]).map_err(at(Stage::Stdio))?;
+    dup2_stdout(plan.stdio[1]).map_err(at(Stage::Stdio))?;
+    dup2_stderr(plan.stdio[2]).map_err(at(Stage::Stdio))?;
+    close_others(plan.keep, plan.max_fd);
+    match &plan.place {
+        Place::New {
+            rootfs,
+            mount_proc,
+            hostname,
+        } => {
+            let mut flags = CloneFlags::CLONE_NEWNS;
+            if hostname.is_some() {
+                flags |= CloneFlags::CLONE_NEWUTS;
+            }
+            unshare(flags).map_err(at(Stage::Namespaces))?;
+            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+            mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
+                .map_err(at(Stage::Private))?;
+            chdir(*rootfs).map_err(at(Stage::Chroot))?;
+            chroot(c".").map_err(at(Stage::Chroot))?;
+            chdir(c"/").map_err(at(Stage::Chroot))?;
+            if *mount_proc {
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                mount(Some(c"proc"), c"/proc", Some(c"proc"), flags, None::<&CStr>)
+                    .map_err(at(Stage::Proc))?;
+            }
+            if let Some(name) = hostname {
+                sethostname(name).map_err(at(Stage::Hostname))?;
+            }
+        }
+        Place::Enter { mnt, uts, root } => {
+            setns(mnt, CloneFlags::CLONE_NEWNS).map_err(at(Stage::Namespaces))?;
+            setns(uts, CloneFlags::CLONE_NEWUTS).map_err(at(Stage::Namespaces))?;
+            fchdir(root).map_err(at(Stage::Chroot))?;
+            chroot(c".").map_err(at(Stage::Chroot))?;
+            chdir(c"/").map_err(at(Stage::Chroot))?;
+        }
+    }
+    chdir(plan.cwd).map_err(at(Stage::Cwd))?;
+    setgroups(plan.groups).map_err(at(Stage::Groups))?;
+    setgid(plan.gid).map_err(at(Stage::Gid))?;
+    setuid(plan.uid).map_err(at(Stage::Uid))?;
+    if let Some(mask) = plan.umask {
+        umask(mask);
+    }
+    Ok(())
+}
+
+/// Default dispositions and an empty mask: the agent blocks signals in all threads
+/// and ignores `SIGPIPE`, and both would pass through `execve`.
+fn reset_signals() -> nix::Result<()> {
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler; nothing runs on the signal's behalf.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Closes every descriptor above 2 but those in `keep` (ascending): descriptors the
+/// agent opened for other purposes (connections, other processes' pipes) must not
+/// live on in the child, even for the time it is held.
+fn close_others(keep: &[RawFd], max_fd: RawFd) {
+    let mut first = 3;
+    for &fd in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
+        if fd > first {
+            close_range(first, fd - 1, max_fd);
+        }
+        first = fd.saturating_add(1);
+    }
+}
+
+/// Closes `first..=last`, by `close_range(2)` or one by one up to `max_fd`.
+fn close_range(first: RawFd, last: RawFd, max_fd: RawFd) {
+    // SAFETY: close_range takes three integers and only closes descriptors; those it
+    // closes are not used again by the child.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+    if done == 0 {
+        return;
+    }
+    for fd in first..=last.min(max_fd) {
+        // SAFETY: as above, for one descriptor; EBADF for closed ones is harmless.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Tries each candidate path like `execvp`; gives back the error that explains best.
+fn exec(plan: &Plan<'_>) -> Errno {
+    let mut denied = false;
+    let mut last = Errno::ENOENT;
+    for path in plan.candidates {
+        // SAFETY: the path, argv and envp are NUL-terminated strings and
+        // null-terminated pointer arrays that live (in the parent's memory image) for
+        // the whole call; execve returns only on failure.
+        unsafe { libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
+        match Errno::last() {
+            Errno::EACCES => denied = true,
+            e @ (Errno::ENOENT | Errno::ENOTDIR | Errno::ESTALE | Errno::ENODEV) => last = e,
+            other => return other,
+        }
+    }
+    if denied {
+        Errno::EACCES
+    } else {
+        last
+    }
+}

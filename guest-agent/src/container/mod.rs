@@ -1,0 +1,388 @@
+//! Containers: their processes, held between create and start, their streams, and
+//! their exits.
+//!
+//! - [`spec`]: the OCI fields applied, validated.
+//! - [`spawn`] and [`child`]: forking a process held before `execve`.
+//! - [`reaper`]: reaping children, exit statuses.
+//! - [`stdio`]: pipes or a terminal per process, handed to stream relays.
+//! - [`relay`]: copying a stream between its pipe and a connection.
+//! - [`stats`]: usage from `/proc`.
+//!
+//! What is applied and what is not is listed in `docs/protocol.md`.
+
+pub mod child;
+pub mod reaper;
+pub mod relay;
+pub mod spawn;
+pub mod spec;
+pub mod stats;
+pub mod stdio;
+
+pub use reaper::Reaper;
+
+use crate::protocol::{
+    AgentError, ContainerStats, ErrorCode, ExitStatus, RequestBody, ResponseBody, StreamHello,
+};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use reaper::lock;
+use spawn::{Held, Where};
+use spec::Launch;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use stdio::{Attached, Streams};
+
+/// The longest container or exec ID accepted.
+const MAX_ID_LEN: usize = 256;
+
+/// The containers of this agent, by ID.
+#[derive(Debug)]
+pub struct Containers {
+    reaper: Arc<Reaper>,
+    table: Mutex<HashMap<String, Arc<Container>>>,
+}
+
+/// One container.
+#[derive(Debug)]
+struct Container {
+    init: Process,
+    /// The held first process until `start_container`.
+    held: Mutex<Option<Held>>,
+    execs: Mutex<HashMap<String, Arc<Process>>>,
+}
+
+/// A process of a container.
+#[derive(Debug)]
+struct Process {
+    pid: Pid,
+    streams: Streams,
+}
+
+impl Containers {
+    /// An empty table whose processes `reaper` reaps.
+    pub fn new(reaper: Arc<Reaper>) -> Self {
+        Containers {
+            reaper,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Serves a container request; `proc_root` is where `stats` reads. Blocks for
+    /// `wait` until the process exits. `None` for requests that are not about
+    /// containers.
+    pub fn serve(
+        &self,
+        body: RequestBody,
+        proc_root: &Path,
+    ) -> Option<Result<ResponseBody, AgentError>> {
+        Some(match body {
+            RequestBody::CreateContainer {
+                container_id,
+                bundle_spec,
+                rootfs,
+            } => self
+                .create(&container_id, &bundle_spec, Path::new(&rootfs))
+                .map(|pid| ResponseBody::Created { pid }),
+            RequestBody::StartContainer { container_id } => self
+                .start(&container_id)
+                .map(|pid| ResponseBody::Started { pid }),
+            RequestBody::Signal {
+                container_id,
+                exec_id,
+                signal,
+            } => self
+                .signal(&container_id, exec_id.as_deref(), signal)
+                .map(|()| ResponseBody::Done),
+            RequestBody::Wait {
+                container_id,
+                exec_id,
+            } => self
+                .wait(&container_id, exec_id.as_deref())
+                .map(ResponseBody::Exited),
+            RequestBody::Exec {
+                container_id,
+                exec_id,
+                process,
+            } => self
+                .exec(&container_id, &exec_id, &process)
+                .map(|pid| ResponseBody::Started { pid }),
+            RequestBody::ResizeTty {
+                container_id,
+                exec_id,
+                rows,
+                cols,
+            } => self
+                .resize_tty(&container_id, exec_id.as_deref(), rows, cols)
+                .map(|()| ResponseBody::Done),
+            RequestBody::CloseStdin {
+                container_id,
+                exec_id,
+            } => self
+                .close_stdin(&container_id, exec_id.as_deref())
+                .map(|()| ResponseBody::Done),
+            RequestBody::Stats { container_id } => self
+                .stats(&container_id, proc_root)
+                .map(ResponseBody::Stats),
+            _ => return None,
+        })
+    }
+
+    /// Creates a container: forks its first process, set up and held before exec.
+    pub fn create(
+        &self,
+        id: &str,
+        spec: &serde_json::Value,
+        rootfs: &Path,
+    ) -> Result<u32, AgentError> {
+        check_id("container_id", id)?;
+        let exists = || {
+            AgentError::new(
+                ErrorCode::AlreadyExists,
+                format!("container {id:?} already exists"),
+            )
+        };
+        if lock(&self.table).contains_key(id) {
+            return Err(exists());
+        }
+        let (launch, hostname) = spec::parse_bundle(spec)?;
+        if !rootfs.is_absolute() || !rootfs.is_dir() {
+            return Err(AgentError::new(
+                ErrorCode::InvalidArgument,
+                format!("rootfs {} is not an existing directory", rootfs.display()),
+            ));
+        }
+        let place = Where::New {
+            rootfs,
+            hostname: hostname.as_deref(),
+        };
+        let (process, held) = self.spawn(&launch, place)?;
+        let pid = process.pid;
+        let container = Arc::new(Container {
+            init: process,
+            held: Mutex::new(Some(held)),
+            execs: Mutex::new(HashMap::new()),
+        });
+        let mut table = lock(&self.table);
+        if table.contains_key(id) {
+            // Created meanwhile by another request: this one's held process ends
+            // when its start pipe closes, as `container` is dropped.
+            return Err(exists());
+        }
+        table.insert(id.to_owned(), container);
+        Ok(pid.as_raw() as u32)
+    }
+
+    /// Lets a created container's first process exec.
+    pub fn start(&self, id: &str) -> Result<u32, AgentError> {
+        let container = self.container(id)?;
+        let held = lock(&container.held).take().ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id:?} was started already"),
+            )
+        })?;
+        held.release()?;
+        Ok(container.init.pid.as_raw() as u32)
+    }
+
+    /// Sends a signal to a process of a container.
+    pub fn signal(&self, id: &str, exec_id: Option<&str>, signal: i32) -> Result<(), AgentError> {
+        let signal = Signal::try_from(signal).map_err(|_| {
+            AgentError::new(
+                ErrorCode::InvalidArgument,
+                format!("{signal} is not a signal number"),
+            )
+        })?;
+        let process = self.process(id, exec_id)?;
+        self.reaper.kill(process.pid, signal).map_err(|e| {
+            let code = match e {
+                reaper::KillError::Exited => ErrorCode::FailedPrecondition,
+                reaper::KillError::Kill(_) => ErrorCode::Internal,
+            };
+            AgentError::new(code, format!("cannot signal {}: {e}", name(id, exec_id)))
+        })
+    }
+
+    /// Waits until a process of a container has exited.
+    pub fn wait(&self, id: &str, exec_id: Option<&str>) -> Result<ExitStatus, AgentError> {
+        let process = self.process(id, exec_id)?;
+        self.reaper.wait(process.pid, None).ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::Internal,
+                format!("{} is not tracked by the reaper", name(id, exec_id)),
+            )
+        })
+    }
+
+    /// Starts another process in a running container, at once: its output waits in
+    /// its pipes until the host attaches streams.
+    pub fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+    ) -> Result<u32, AgentError> {
+        check_id("exec_id", exec_id)?;
+        let container = self.container(id)?;
+        let exists = || {
+            AgentError::new(
+                ErrorCode::AlreadyExists,
+                format!("exec {exec_id:?} already exists in container {id:?}"),
+            )
+        };
+        if lock(&container.execs).contains_key(exec_id) {
+            return Err(exists());
+        }
+        let running =
+            lock(&container.held).is_none() && self.reaper.status(container.init.pid).is_none();
+        if !running {
+            return Err(AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id:?} is not running"),
+            ));
+        }
+        let launch = spec::parse_process(process)?;
+        let place = Where::Enter {
+            init: container.init.pid,
+        };
+        let (process, held) = self.spawn(&launch, place)?;
+        let pid = process.pid;
+        {
+            let mut execs = lock(&container.execs);
+            if execs.contains_key(exec_id) {
+                return Err(exists());
+            }
+            execs.insert(exec_id.to_owned(), Arc::new(process));
+        }
+        held.release()?;
+        Ok(pid.as_raw() as u32)
+    }
+
+    /// Closes a process's stdin.
+    pub fn close_stdin(&self, id: &str, exec_id: Option<&str>) -> Result<(), AgentError> {
+        let process = self.process(id, exec_id)?;
+        process.streams.close_stdin(&name(id, exec_id))
+    }
+
+    /// Resizes a process's terminal.
+    pub fn resize_tty(
+        &self,
+        id: &str,
+        exec_id: Option<&str>,
+        rows: u16,
+        cols: u16,
+    ) -> Result<(), AgentError> {
+        let process = self.process(id, exec_id)?;
+        let master = process.streams.pty_master().ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("{} has no terminal", name(id, exec_id)),
+            )
+        })?;
+        stdio::resize(master, rows, cols)
+    }
+
+    /// Usage of a container's processes and their descendants.
+    pub fn stats(&self, id: &str, proc_root: &Path) -> Result<ContainerStats, AgentError> {
+        let container = self.container(id)?;
+        let mut roots = vec![container.init.pid.as_raw()];
+        roots.extend(lock(&container.execs).values().map(|p| p.pid.as_raw()));
+        stats::collect(proc_root, &roots).map_err(|e| {
+            AgentError::new(
+                ErrorCode::Internal,
+                format!("cannot read {}: {e}", proc_root.display()),
+            )
+        })
+    }
+
+    /// Hands out a stream of a process to a relay.
+    pub fn attach(&self, hello: &StreamHello) -> Result<Attached, AgentError> {
+        let exec_id = hello.exec_id.as_deref();
+        let process = self.process(&hello.container_id, exec_id)?;
+        process
+            .streams
+            .attach(hello.stream, &name(&hello.container_id, exec_id))
+    }
+
+    /// Forks a held process with new streams.
+    fn spawn(&self, launch: &Launch, place: Where<'_>) -> Result<(Process, Held), AgentError> {
+        let (child, streams) = stdio::create(launch.terminal, launch.console_size)?;
+        let (pid, held) = spawn::spawn(&self.reaper, launch, child, place)?;
+        Ok((Process { pid, streams }, held))
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>, AgentError> {
+        lock(&self.table)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AgentError::new(ErrorCode::NotFound, format!("no container {id:?}")))
+    }
+
+    /// The container's first process (`exec_id` `None`) or an exec'd one.
+    fn process(&self, id: &str, exec_id: Option<&str>) -> Result<ProcessRef, AgentError> {
+        let container = self.container(id)?;
+        let Some(exec_id) = exec_id else {
+            return Ok(ProcessRef::Init(container));
+        };
+        let exec = lock(&container.execs).get(exec_id).cloned();
+        exec.map(ProcessRef::Exec).ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::NotFound,
+                format!("no exec {exec_id:?} in container {id:?}"),
+            )
+        })
+    }
+}
+
+/// A process, kept alive by its container or its own reference.
+enum ProcessRef {
+    Init(Arc<Container>),
+    Exec(Arc<Process>),
+}
+
+impl std::ops::Deref for ProcessRef {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        match self {
+            ProcessRef::Init(container) => &container.init,
+            ProcessRef::Exec(process) => process,
+        }
+    }
+}
+
+/// A dropped table ends its processes (the agent's table lives as long as the agent;
+/// this is for tests and embedders). Held processes end on their own when their
+/// start pipe closes.
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for container in lock(&self.table).values() {
+            let _ = self.reaper.kill(container.init.pid, Signal::SIGKILL);
+            for exec in lock(&container.execs).values() {
+                let _ = self.reaper.kill(exec.pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// How messages name a process.
+fn name(id: &str, exec_id: Option<&str>) -> String {
+    match exec_id {
+        None => format!("container {id:?}"),
+        Some(exec_id) => format!("exec {exec_id:?} of container {id:?}"),
+    }
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), AgentError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(AgentError::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} must be 1 to {MAX_ID_LEN} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! Forking a process held before `execve`, and releasing it.
+//!
+//! Two pipes join the agent and the child: the *start* pipe (the agent writes one
+//! byte to let the child exec) and the close-on-exec *report* pipe (the child writes
+//! a record when its setup is done or fails, and one if `execve` fails; end of file
+//! after the start means `execve` succeeded).
+
+use super::child::{self, Plan, Stage};
+use super::reaper::Reaper;
+use super::spec::Launch;
+use super::stdio::ChildStdio;
+use crate::protocol::{AgentError, ErrorCode};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::resource::{getrlimit, Resource};
+use nix::sys::stat::Mode;
+use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid};
+use std::ffi::{c_char, CString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a new process runs, as the agent sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Where<'a> {
+    /// A new container on `rootfs`.
+    New {
+        /// The root filesystem, a directory.
+        rootfs: &'a Path,
+        /// The hostname, if the spec sets one.
+        hostname: Option<&'a str>,
+    },
+    /// The container whose first process is `init`.
+    Enter {
+        /// The container's first process.
+        init: Pid,
+    },
+}
+
+/// A forked child, set up and waiting for [`Held::release`].
+#[derive(Debug)]
+pub struct Held {
+    start: File,
+    report: File,
+    program: String,
+    searched: Option<String>,
+}
+
+/// Forks a process for `launch` with the child ends `stdio`, tracked by `reaper`;
+/// gives back its PID once its setup is done.
+pub fn spawn(
+    reaper: &Arc<Reaper>,
+    launch: &Launch,
+    stdio: ChildStdio,
+    place: Where<'_>,
+) -> Result<(Pid, Held), AgentError> {
+    let internal = |what: &str, e: Errno| {
+        AgentError::new(ErrorCode::Internal, format!("{what}: {}", e.desc()))
+    };
+    let (start_r, start_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
+    let rootfs_c;
+    let entered: [OwnedFd; 3];
+    let (place_plan, mut keep) = match place {
+        Where::New { rootfs, hostname } => {
+            rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
+                AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
+            })?;
+            let mount_proc =
+                std::fs::symlink_metadata(rootfs.join("proc")).is_ok_and(|m| m.is_dir());
+            let plan = child::Place::New {
+                rootfs: &rootfs_c,
+                mount_proc,
+                hostname,
+            };
+            (plan, vec![])
+        }
+        Where::Enter { init } => {
+            let ns = |name: &str, flags: OFlag| {
+                let path = format!("/proc/{init}/{name}");
+                open(path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+                    AgentError::new(
+                        ErrorCode::FailedPrecondition,
+                        format!("cannot enter the container ({path}): {}", e.desc()),
+                    )
+                })
+            };
+            entered = [
+                ns("ns/mnt", OFlag::O_RDONLY)?,
+                ns("ns/uts", OFlag::O_RDONLY)?,
+                ns("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?,
+            ];
+            let plan = child::Place::Enter {
+                mnt: entered[0].as_fd(),
+                uts: entered[1].as_fd(),
+                root: entered[2].as_fd(),
+            };
+            (plan, entered.iter().map(|fd| fd.as_raw_fd()).collect())
+        }
+    };
+    keep.extend([start_r.as_raw_fd(), report_w.as_raw_fd()]);
+    keep.sort_unstable();
+    let stdio_fds = match &stdio {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
+        ChildStdio::Pty(slave) => [slave.as_fd(), slave.as_fd(), slave.as_fd()],
+    };
+    let groups: Vec<Gid> = launch
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    let argv = pointers(&launch.args);
+    let envp = pointers(&launch.env);
+    let max_fd =
+        getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft.min(1 << 16) as i32);
+    let plan = Plan {
+        stdio: stdio_fds,
+        pty: matches!(stdio, ChildStdio::Pty(_)),
+        start: start_r.as_fd(),
+        report: report_w.as_fd(),
+        keep: &keep,
+        max_fd,
+        place: place_plan,
+        uid: Uid::from_raw(launch.uid),
+        gid: Gid::from_raw(launch.gid),
+        groups: &groups,
+        umask: launch.umask.map(|m| Mode::from_bits_truncate(m & 0o777)),
+        cwd: &launch.cwd,
+        candidates: &launch.candidates,
+        argv: &argv,
+        envp: &envp,
+    };
+    let pid = reaper
+        .spawn_tracked(|| {
+            // SAFETY: the child runs only `child::run`, which makes system calls on
+            // memory prepared before the fork and never returns.
+            match unsafe { fork() }? {
+                ForkResult::Parent { child } => Ok(child),
+                ForkResult::Child => child::run(&plan),
+            }
+        })
+        .map_err(|e| AgentError::new(ErrorCode::Internal, format!("fork: {e}")))?;
+    drop((stdio, start_r, report_w));
+    let mut held = Held {
+        start: File::from(start_w),
+        report: File::from(report_r),
+        program: launch.program.clone(),
+        searched: launch.searched.clone(),
+    };
+    let record = read_record(&mut held.report).map_err(|e| {
+        AgentError::new(
+            ErrorCode::Internal,
+            format!("reading the child's report: {e}"),
+        )
+    })?;
+    match record {
+        Some((Stage::Ready, _)) => Ok((pid, held)),
+        Some((stage, errno)) => Err(held.failure(stage, errno, launch, place)),
+        None => Err(AgentError::new(
+            ErrorCode::Internal,
+            "the process ended during its setup without a report",
+        )),
+    }
+}
+
+impl Held {
+    /// Lets the child exec; fails if `execve` failed (or the child is gone).
+    pub fn release(mut self) -> Result<(), AgentError> {
+        if let Err(e) = self.start.write_all(&[1]) {
+            return Err(AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("the process ended before it was started ({e})"),
+            ));
+        }
+        drop(self.start);
+        match read_record(&mut self.report) {
+            Ok(None) => Ok(()),
+            Ok(Some((Stage::Exec, errno))) => {
+                let searched = match &self.searched {
+                    Some(path) if errno == Errno::ENOENT => format!(" (searched PATH {path:?})"),
+                    _ => String::new(),
+                };
+                Err(AgentError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("exec {:?}: {}{searched}", self.program, errno.desc()),
+                ))
+            }
+            Ok(Some((stage, errno))) => Err(AgentError::new(
+                ErrorCode::Internal,
+                format!(
+                    "unexpected report {stage:?} ({}) after the start",
+                    errno.desc()
+                ),
+            )),
+            Err(e) => Err(AgentError::new(
+                ErrorCode::Internal,
+                format!("reading the child's report: {e}"),
+            )),
+        }
+    }
+
+    /// The error answer for a failed setup.
+    fn failure(&self, stage: Stage, errno: Errno, launch: &Launch, place: Where<'_>) -> AgentError {
+        let rootfs = match place {
+            Where::New { rootfs, .. } => rootfs.display().to_string(),
+            Where::Enter { init } => format!("/proc/{init}/root"),
+        };
+        let doing = match stage {
+            Stage::Signals => "resetting signals".to_owned(),
+            Stage::Session => "setsid".to_owned(),
+            Stage::Tty => "making the terminal the controlling terminal".to_owned(),
+            Stage::Stdio => "setting up stdio".to_owned(),
+            Stage::Namespaces => match place {
+                Where::New { .. } => "creating the container's namespaces".to_owned(),
+                Where::Enter { .. } => "entering the container's namespaces".to_owned(),
+            },
+            Stage::Private => "making the mount tree private".to_owned(),
+            Stage::Chroot => format!("chroot into {rootfs:?}"),
+            Stage::Proc => format!("mounting /proc in {rootfs:?}"),
+            Stage::Hostname => "setting the hostname".to_owned(),
+            Stage::Groups => format!("setgroups {:?}", launch.additional_gids),
+            Stage::Gid => format!("setgid {}", launch.gid),
+            Stage::Uid => format!("setuid {}", launch.uid),
+            Stage::Cwd => format!("chdir to cwd {:?}", launch.cwd),
+            Stage::Exec | Stage::Ready => format!("exec {:?}", self.program),
+        };
+        let code = match stage {
+            Stage::Cwd | Stage::Exec | Stage::Groups | Stage::Gid | Stage::Uid => {
+                ErrorCode::InvalidArgument
+            }
+            _ => ErrorCode::Internal,
+        };
+        AgentError::new(code, format!("{doing}: {}", errno.desc()))
+    }
+}
+
+/// A null-terminated array of pointers to `strings`, valid while `strings` lives.
+fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Reads one record of the report pipe; `None` at end of file.
+fn read_record(report: &mut File) -> io::Result<Option<(Stage, Errno)>> {
+    let mut record = [0u8; 8];
+    let mut got = 0;
+    while got < record.len() {
+        match report.read(&mut record[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (stage, errno) = record.split_at(4);
+    let stage = u32::from_be_bytes([stage[0], stage[1], stage[2], stage[3]]);
+    let errno = i32::from_be_bytes([errno[0], errno[1], errno[2], errno[3]]);
+    let stage = Stage::from_u32(stage)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown stage"))?;
+    Ok(Some((stage, Errno::from_raw(errno))))
+}
