@@ -13,14 +13,15 @@ echo "== unit tests and tiny-guest KVM tests (this machine)"
 cargo test --workspace
 
 echo "== end-to-end tests (testbed)"
-export HUSK_GUEST_KERNEL HUSK_GUEST_INITRD
+export HUSK_GUEST_KERNEL HUSK_GUEST_INITRD HUSK_CHECKER
 HUSK_GUEST_KERNEL=$(guest-image/build.sh path guest)
 HUSK_GUEST_INITRD=$(guest-image/build.sh path initramfs)
+HUSK_CHECKER=$(guest-image/build.sh path checker)
 # Every end-to-end suite, built once (release: the VMM's data paths are what users
 # run, and debug builds of them are 25-35x slower); they run in one testbed boot.
 cargo build --release --workspace --bins
 suites=()
-for suite in smoke vmm_boot vsock; do
+for suite in smoke vmm_boot vsock virtiofs; do
     bin=$(cargo test --release -p husk-tests --test "$suite" --no-run 2>&1 |
         sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
     [ -x "$bin" ] || { echo "run.sh: cannot find the $suite test binary" >&2; exit 1; }

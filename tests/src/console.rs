@@ -104,6 +104,11 @@ impl ConsoleVm {
         Err(self.failure("closed its console but did not exit"))
     }
 
+    /// How the process ended, if it has (without waiting).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Moves what the console printed so far, without waiting, into the transcript.
     pub fn collect(&mut self) {
         while let Ok(line) = self.lines.try_recv() {

@@ -5,5 +5,6 @@ pub mod console;
 pub mod guest_exec;
 pub mod guest_image;
 pub mod scratch_fs;
+pub mod share_guest;
 pub mod testbed;
 pub mod vm_command;

@@ -144,10 +144,8 @@ impl Virtiofsd {
                     .thread_set_mask()
                     .map_err(std::io::Error::from)?;
                 // Die with the VMM even if it is killed outright.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
             });
         }
         let mut child = command

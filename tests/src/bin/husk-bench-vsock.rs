@@ -111,8 +111,12 @@ fn console_on_error(e: anyhow::Error, vm: &mut ConsoleVm) -> anyhow::Error {
     // The agent reports a failed connection on its console; give it a moment.
     let _ = vm.wait_for_line("husk-agent: connection ended", Duration::from_secs(3));
     vm.collect();
+    let vmm = match vm.try_status() {
+        Some(status) => format!("the VMM has ended ({status})"),
+        None => "the VMM is still running".to_owned(),
+    };
     e.context(format!(
-        "guest console so far:\n{}",
+        "{vmm}; guest console so far:\n{}",
         vm.transcript.join("\n")
     ))
 }

@@ -184,7 +184,7 @@ impl Fs {
         self.frontend.set_features(features)?;
         let regions = mem
             .iter()
-            .map(|region| VhostUserMemoryRegionInfo::from_guest_region(region))
+            .map(VhostUserMemoryRegionInfo::from_guest_region)
             .collect::<Result<Vec<_>, _>>()?;
         self.frontend.set_mem_table(&regions)?;
         for (index, queue) in queues.iter().enumerate() {
