@@ -4,3 +4,4 @@
 //! handling and the sandbox process arrive later.
 
 pub mod agent;
+pub mod sandbox;

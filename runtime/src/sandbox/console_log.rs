@@ -1,0 +1,122 @@
+//! The guest console's log: the guest controls what it prints, so the file is
+//! bounded; past the bound one line says so and the rest is dropped. The log also
+//! watches for the agent's readiness line.
+
+use husk_agent::READY_PREFIX;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+/// Called once, when the console shows the agent's readiness line.
+pub type OnReady = Box<dyn FnOnce() + Send>;
+
+/// A writer that keeps the first `max` bytes, and calls `ready` once the console
+/// shows the agent's readiness line.
+pub struct BoundedLog {
+    file: File,
+    left: u64,
+    noted: bool,
+    /// The last bytes seen, as long as the readiness prefix (the UART writes a byte
+    /// at a time).
+    window: Vec<u8>,
+    ready: Option<OnReady>,
+}
+
+impl std::fmt::Debug for BoundedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedLog")
+            .field("left", &self.left)
+            .field("waiting_for_ready", &self.ready.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundedLog {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path, max: u64, ready: OnReady) -> std::io::Result<BoundedLog> {
+        Ok(BoundedLog {
+            file: File::create(path)?,
+            left: max,
+            noted: false,
+            window: Vec::with_capacity(READY_PREFIX.len()),
+            ready: Some(ready),
+        })
+    }
+
+    fn watch(&mut self, buf: &[u8]) {
+        if self.ready.is_none() {
+            return;
+        }
+        for &b in buf {
+            if self.window.len() == READY_PREFIX.len() {
+                self.window.remove(0);
+            }
+            self.window.push(b);
+            if self.window == READY_PREFIX.as_bytes() {
+                if let Some(ready) = self.ready.take() {
+                    ready();
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Write for BoundedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.watch(buf);
+        let keep = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if keep > 0 {
+            self.file.write_all(&buf[..keep])?;
+            self.left -= keep as u64;
+        } else if !self.noted && !buf.is_empty() {
+            self.noted = true;
+            self.file
+                .write_all(b"\n[husk: console log limit reached; the rest is dropped]\n")?;
+        }
+        // Everything counts as written: the guest must never block on its console.
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_bound_is_dropped_with_one_note() {
+        let path = std::env::temp_dir().join(format!("husk-console-{}", std::process::id()));
+        let mut log = BoundedLog::create(&path, 10, Box::new(|| {})).unwrap();
+        assert_eq!(log.write(b"0123456").unwrap(), 7);
+        assert_eq!(log.write(b"789abc").unwrap(), 6);
+        assert_eq!(log.write(b"more").unwrap(), 4);
+        assert_eq!(log.write(b"and more").unwrap(), 8);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "0123456789\n[husk: console log limit reached; the rest is dropped]\n"
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_readiness_line_is_seen_byte_by_byte() {
+        let path = std::env::temp_dir().join(format!("husk-console-r-{}", std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut log =
+            BoundedLog::create(&path, 1 << 20, Box::new(move || tx.send(()).unwrap())).unwrap();
+        for b in b"boot...\nhusk-agent: read" {
+            log.write_all(&[*b]).unwrap();
+        }
+        assert!(rx.try_recv().is_err());
+        log.write_all(b"y (version 1)\n").unwrap();
+        assert!(rx.try_recv().is_ok());
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,231 @@
+//! The sandbox process: the host process that owns one container's VM. It lives
+//! exactly as long as the container's init process and exits with its status, which
+//! is what engines (conmon, containerd) wait for.
+//!
+//! `husk create` starts it (as `husk __sandbox DIR`) with the stdio the engine gave
+//! `create`, and waits for its [`Report`]. It then: boots the VM (virtiofsd on the
+//! root file system, the VMM on a thread), waits for the agent's readiness line,
+//! creates the container in the guest, attaches the process's stdio, reports, and
+//! waits for the process to exit while forwarding the signals it receives.
+
+use super::plan::{Report, Reporter, SandboxPlan};
+use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
+use super::vm::{SandboxVm, VmEvent, VmPlan, GUEST_ROOTFS};
+use super::SandboxError;
+use crate::agent::Timeouts;
+use husk_agent::protocol::ExitStatus;
+use nix::sys::signal::{SigSet, Signal};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Signals the sandbox forwards to the container's process (SIGWINCH resizes its
+/// terminal instead).
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+/// How long output may keep flowing after the process exited (a process it left
+/// behind may hold its stdout); then the VM stops, which ends every stream.
+const DRAIN: Duration = Duration::from_secs(2);
+/// The exit status the sandbox reports when the VM ended before the container did.
+pub const VM_LOST_STATUS: i32 = 255;
+
+/// Events the sandbox waits for.
+enum Event {
+    Vm(VmEvent),
+    Exited(Result<ExitStatus, String>),
+}
+
+/// Runs the sandbox process for the container whose plan is `DIR/sandbox.json`;
+/// gives back the status to exit with. Never returns early without reporting.
+pub fn run(dir: &Path) -> i32 {
+    let mut reporter = Reporter::from_env();
+    let log = |msg: &str| {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("sandbox.log"))
+        {
+            let _ = writeln!(f, "{msg}");
+        }
+    };
+    let plan: SandboxPlan = match std::fs::read(dir.join("sandbox.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            let msg = format!("cannot read the sandbox plan in {}: {e}", dir.display());
+            log(&msg);
+            reporter.send(&Report::Failed(msg));
+            return 1;
+        }
+    };
+    match Sandbox::start(&plan, &mut reporter) {
+        Ok(sandbox) => sandbox.wait(&log),
+        Err(e) => {
+            let msg = husk_agent::server::log::error_chain(&e);
+            log(&msg);
+            reporter.send(&Report::Failed(msg));
+            1
+        }
+    }
+}
+
+struct Sandbox {
+    vm: SandboxVm,
+    events: mpsc::Receiver<Event>,
+    relay: Relay,
+}
+
+impl Sandbox {
+    fn start(plan: &SandboxPlan, reporter: &mut Reporter) -> Result<Sandbox, SandboxError> {
+        // Its own session: the engine's signals to `create`'s process group do not
+        // reach it, and a terminal can become its controlling terminal.
+        let _ = nix::unistd::setsid();
+        let mut signals = SigSet::empty();
+        for sig in FORWARDED {
+            signals.add(sig);
+        }
+        signals
+            .thread_block()
+            .map_err(|e| SandboxError::Io("block signals", e.into()))?;
+
+        let deadline = Instant::now() + plan.boot_timeout;
+        let (tx, events) = mpsc::channel();
+        let vm_tx = tx.clone();
+        let (vm_events, vm_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for e in vm_rx {
+                let _ = vm_tx.send(Event::Vm(e));
+            }
+        });
+        let vm_plan: VmPlan = plan.vm.clone().into();
+        let mut vm = SandboxVm::boot(&vm_plan, vm_events)?;
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::Vm(VmEvent::AgentReady)) => {}
+            Ok(Event::Vm(VmEvent::Ended(why))) => {
+                return Err(SandboxError::Vm(format!(
+                    "the VM ended while booting: {}; see {}",
+                    vm.explain(&why),
+                    vm_plan.dir.join("console.log").display()
+                )))
+            }
+            _ => return Err(SandboxError::Timeout("boot", plan.boot_timeout)),
+        }
+        let timeouts = Timeouts {
+            connect: plan.request_timeout,
+            request: plan.request_timeout,
+        };
+        let process = ProcessRef {
+            vsock: vm.vsock.clone(),
+            container_id: plan.id.clone(),
+            exec_id: None,
+        };
+        let mut agent = process.agent(timeouts)?;
+        let guest_pid = agent
+            .create_container(&plan.id, plan.spec.clone(), GUEST_ROOTFS)
+            .map_err(|e| SandboxError::Agent("create the container in the guest".into(), e))?;
+        let terminal = plan
+            .spec
+            .pointer("/process/terminal")
+            .and_then(|t| t.as_bool())
+            .unwrap_or(false);
+        let stdio = if terminal {
+            let size = |key: &str| {
+                plan.spec
+                    .pointer(&format!("/process/consoleSize/{key}"))
+                    .and_then(|v| v.as_u64())
+                    .and_then(|v| u16::try_from(v).ok())
+                    .unwrap_or(0)
+            };
+            Stdio::Terminal {
+                console_socket: plan.console_socket.as_deref(),
+                size: (size("height"), size("width")),
+            }
+        } else {
+            Stdio::Inherited
+        };
+        let (relay, pty) = attach(&process, timeouts, stdio)?;
+        reporter.send(&Report::Up { guest_pid });
+
+        let waiter = process.clone();
+        std::thread::spawn(move || {
+            let status = waiter
+                .agent(timeouts)
+                .and_then(|mut a| {
+                    a.wait(&waiter.container_id, None, None)
+                        .map_err(|e| SandboxError::Agent("wait for the container".into(), e))
+                })
+                .map_err(|e| husk_agent::server::log::error_chain(&e));
+            let _ = tx.send(Event::Exited(status));
+        });
+        let forwarder = process.clone();
+        std::thread::spawn(move || forward_signals(signals, &forwarder, timeouts, pty));
+        Ok(Sandbox { vm, events, relay })
+    }
+
+    /// Waits for the container's process to exit (or the VM to end); gives back the
+    /// status to exit with.
+    fn wait(mut self, log: &dyn Fn(&str)) -> i32 {
+        let status = loop {
+            match self.events.recv() {
+                Ok(Event::Exited(Ok(status))) => break Some(status),
+                Ok(Event::Exited(Err(e))) => {
+                    log(&format!("lost the container's process: {e}"));
+                    break None;
+                }
+                Ok(Event::Vm(VmEvent::Ended(why))) => {
+                    log(&format!(
+                        "the VM ended before the container: {}",
+                        self.vm.explain(&why)
+                    ));
+                    break None;
+                }
+                Ok(Event::Vm(VmEvent::AgentReady)) => {}
+                Err(_) => break None,
+            }
+        };
+        // Let the output drain, bounded; stopping the VM ends every stream.
+        let (done_tx, done_rx) = mpsc::channel();
+        let relay = self.relay;
+        std::thread::spawn(move || {
+            relay.finish();
+            let _ = done_tx.send(());
+        });
+        let _ = done_rx.recv_timeout(DRAIN);
+        self.vm.stop();
+        let _ = done_rx.recv_timeout(DRAIN);
+        match status {
+            Some(ExitStatus {
+                exit_code: Some(code),
+                ..
+            }) => code,
+            Some(ExitStatus {
+                signal: Some(sig), ..
+            }) => die_by(sig),
+            _ => VM_LOST_STATUS,
+        }
+    }
+}
+
+/// Ends this process by signal `sig`, as the container's process ended; if that
+/// signal cannot kill, exits with 128 + `sig` as shells report it.
+fn die_by(sig: i32) -> i32 {
+    if let Ok(signal) = Signal::try_from(sig) {
+        let mut set = SigSet::empty();
+        set.add(signal);
+        // SAFETY: restoring the default disposition of one signal; no handler runs.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+        let _ = set.thread_unblock();
+        let _ = nix::sys::signal::raise(signal);
+    }
+    128 + sig
+}

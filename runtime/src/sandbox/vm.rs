@@ -1,0 +1,162 @@
+//! The sandbox's VM: virtiofsd on the container's root file system, and the microVM
+//! (husk-vmm's library, in this process) with virtio-rng, virtio-vsock and virtio-fs.
+
+use super::console_log::BoundedLog;
+use super::SandboxError;
+use husk_vmm::builder::{VmConfig, Vmm};
+use husk_vmm::devices::virtio::fs::Fs;
+use husk_vmm::devices::virtio::rng::Rng;
+use husk_vmm::devices::virtio::vsock::Vsock;
+use husk_vmm::devices::virtio::VirtioDevice;
+use husk_vmm::virtiofsd::{Virtiofsd, VirtiofsdConfig};
+use husk_vmm::vstate::vcpu::{VmControl, VmExit};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The guest's vsock context ID.
+const GUEST_CID: u64 = 3;
+/// The virtio-fs tag of the container's root file system.
+pub const ROOTFS_TAG: &str = "rootfs";
+/// Where the agent mounts it in the guest.
+pub const GUEST_ROOTFS: &str = "/run/husk/shares/rootfs";
+/// The kernel command line of sandbox guests.
+const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=rootfs";
+/// Most bytes of guest console kept in `console.log`.
+const CONSOLE_LOG_MAX: u64 = 1 << 20;
+
+/// Everything needed to boot a sandbox's VM.
+#[derive(Debug, Clone)]
+pub struct VmPlan {
+    /// Guest kernel.
+    pub kernel: PathBuf,
+    /// Initramfs with the agent.
+    pub initramfs: PathBuf,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// The virtiofsd binary.
+    pub virtiofsd: PathBuf,
+    /// How long virtiofsd may take to listen.
+    pub virtiofsd_timeout: Duration,
+    /// The container's root file system on the host.
+    pub rootfs: PathBuf,
+    /// The container's state directory: sockets and the console log go there.
+    pub dir: PathBuf,
+}
+
+impl VmPlan {
+    /// The hybrid vsock socket through which the host reaches the agent.
+    pub fn vsock_path(dir: &Path) -> PathBuf {
+        dir.join("vsock.sock")
+    }
+}
+
+/// What the VM tells the sandbox.
+#[derive(Debug)]
+pub enum VmEvent {
+    /// The agent printed its readiness line.
+    AgentReady,
+    /// The VM ended, for this reason.
+    Ended(String),
+}
+
+/// A running VM and its helpers; dropping it stops the VM and virtiofsd.
+#[derive(Debug)]
+pub struct SandboxVm {
+    control: Arc<VmControl>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    virtiofsd: Virtiofsd,
+    /// The hybrid vsock socket.
+    pub vsock: PathBuf,
+}
+
+impl SandboxVm {
+    /// Starts virtiofsd, builds the VM and runs it on a thread of its own; `events`
+    /// hears when the agent is ready and when the VM ends.
+    pub fn boot(plan: &VmPlan, events: mpsc::Sender<VmEvent>) -> Result<SandboxVm, SandboxError> {
+        let vsock = VmPlan::vsock_path(&plan.dir);
+        let socket = plan.dir.join("virtiofsd.sock");
+        let (virtiofsd, stream) = Virtiofsd::start(&VirtiofsdConfig {
+            binary: plan.virtiofsd.clone(),
+            shared_dir: plan.rootfs.clone(),
+            socket: socket.clone(),
+            start_timeout: plan.virtiofsd_timeout,
+            cache: "auto".into(),
+        })?;
+        let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());
+        let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)
+            .map_err(|e| SandboxError::Vm(e.to_string()))?;
+        let devices: Vec<Box<dyn VirtioDevice>> = vec![
+            Box::new(Rng::new()),
+            Box::new(
+                Vsock::new(GUEST_CID, vsock.clone())
+                    .map_err(|e| SandboxError::Vm(format!("vsock device: {e}")))?,
+            ),
+            Box::new(fs),
+        ];
+        let ready = events.clone();
+        let console = BoundedLog::create(
+            &plan.dir.join("console.log"),
+            CONSOLE_LOG_MAX,
+            Box::new(move || {
+                let _ = ready.send(VmEvent::AgentReady);
+            }),
+        )
+        .map_err(|e| SandboxError::Io("create the console log", e))?;
+        let config = VmConfig {
+            kernel: plan.kernel.clone(),
+            initrd: Some(plan.initramfs.clone()),
+            mem_mib: plan.memory_mib,
+            vcpus: plan.vcpus,
+            cmdline: CMDLINE.to_owned(),
+        };
+        let vmm = Vmm::build(&config, Box::new(console), devices)
+            .map_err(|e| SandboxError::Vm(format!("{:#}", anyhow::Error::new(e))))?;
+        let control = vmm.control();
+        let thread = std::thread::Builder::new()
+            .name("vmm".into())
+            .spawn(move || {
+                let why = match vmm.run() {
+                    Ok(exit) => exit.to_string(),
+                    Err(e) => format!("{:#}", anyhow::Error::new(e)),
+                };
+                let _ = events.send(VmEvent::Ended(why));
+            })
+            .map_err(|e| SandboxError::Io("start the VMM thread", e))?;
+        Ok(SandboxVm {
+            control,
+            thread: Some(thread),
+            virtiofsd,
+            vsock,
+        })
+    }
+
+    /// Adds what is known of virtiofsd to `why` the VM ended.
+    pub fn explain(&mut self, why: &str) -> String {
+        match self.virtiofsd.check_exit() {
+            Some(status) => format!(
+                "{why}; virtiofsd ended ({status}): {}",
+                self.virtiofsd.stderr_tail()
+            ),
+            None => why.to_owned(),
+        }
+    }
+
+    /// Stops the VM (if it still runs) and waits for its thread, then virtiofsd.
+    pub fn stop(&mut self) {
+        self.control.request_exit(VmExit::Stopped);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.virtiofsd.stop();
+    }
+}
+
+impl Drop for SandboxVm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
