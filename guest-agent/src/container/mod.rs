@@ -124,6 +124,9 @@ impl Containers {
             RequestBody::Stats { container_id } => self
                 .stats(&container_id, proc_root)
                 .map(ResponseBody::Stats),
+            RequestBody::Processes { container_id } => self
+                .processes(&container_id, proc_root)
+                .map(|pids| ResponseBody::Processes { pids }),
             _ => return None,
         })
     }
@@ -285,15 +288,22 @@ impl Containers {
 
     /// Usage of a container's processes and their descendants.
     pub fn stats(&self, id: &str, proc_root: &Path) -> Result<ContainerStats, AgentError> {
+        let roots = self.roots(id)?;
+        stats::collect(proc_root, &roots).map_err(|e| proc_error(proc_root, e))
+    }
+
+    /// Guest PIDs of a container's processes and their descendants.
+    pub fn processes(&self, id: &str, proc_root: &Path) -> Result<Vec<i32>, AgentError> {
+        let roots = self.roots(id)?;
+        stats::pids(proc_root, &roots).map_err(|e| proc_error(proc_root, e))
+    }
+
+    /// A container's own process and its exec'd ones.
+    fn roots(&self, id: &str) -> Result<Vec<i32>, AgentError> {
         let container = self.container(id)?;
         let mut roots = vec![container.init.pid.as_raw()];
         roots.extend(lock(&container.execs).values().map(|p| p.pid.as_raw()));
-        stats::collect(proc_root, &roots).map_err(|e| {
-            AgentError::new(
-                ErrorCode::Internal,
-                format!("cannot read {}: {e}", proc_root.display()),
-            )
-        })
+        Ok(roots)
     }
 
     /// Hands out a stream of a process to a relay.
@@ -386,3 +396,11 @@ fn check_id(what: &str, id: &str) -> Result<(), AgentError> {
 
 #[cfg(test)]
 mod tests;
+
+/// `/proc` could not be read.
+fn proc_error(proc_root: &Path, e: std::io::Error) -> AgentError {
+    AgentError::new(
+        ErrorCode::Internal,
+        format!("cannot read {}: {e}", proc_root.display()),
+    )
+}

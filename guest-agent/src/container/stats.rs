@@ -34,8 +34,16 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// Usage of the processes in the trees rooted at `roots`, read from `proc_root`.
-pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
+/// The PIDs of the process trees rooted at `roots`, ascending, read from `proc_root`.
+pub fn pids(proc_root: &Path, roots: &[i32]) -> io::Result<Vec<i32>> {
+    let all = read_all(proc_root)?;
+    let mut pids: Vec<i32> = descendants(&all, roots).into_iter().collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// Every process's stat line under `proc_root`.
+fn read_all(proc_root: &Path) -> io::Result<HashMap<i32, ProcStat>> {
     let mut all = HashMap::new();
     for entry in std::fs::read_dir(proc_root)? {
         let Ok(entry) = entry else { continue };
@@ -54,6 +62,12 @@ pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
             all.insert(pid, stat);
         }
     }
+    Ok(all)
+}
+
+/// Usage of the processes in the trees rooted at `roots`, read from `proc_root`.
+pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
+    let all = read_all(proc_root)?;
     let tree = descendants(&all, roots);
     let ticks_per_s = sysconf(SysconfVar::CLK_TCK)
         .ok()

@@ -93,6 +93,12 @@ pub enum RequestBody {
         /// The container's ID.
         container_id: String,
     },
+    /// The guest PIDs of a container's processes (its process, the exec'd ones, and
+    /// their descendants), ascending. Answer: [`ResponseBody::Processes`].
+    Processes {
+        /// The container's ID.
+        container_id: String,
+    },
     /// End the VM. Answer: [`ResponseBody::Done`], then the VM stops; a client that
     /// sees the connection close instead of the answer may take it as done.
     Shutdown,
@@ -126,6 +132,7 @@ impl RequestBody {
             RequestBody::ResizeTty { .. } => "resize_tty",
             RequestBody::CloseStdin { .. } => "close_stdin",
             RequestBody::Stats { .. } => "stats",
+            RequestBody::Processes { .. } => "processes",
             RequestBody::Shutdown => "shutdown",
             RequestBody::StreamSink { .. } => "stream_sink",
             RequestBody::StreamSource { .. } => "stream_source",
@@ -176,6 +183,11 @@ pub enum ResponseBody {
     Exited(ExitStatus),
     /// Answer to `stats`.
     Stats(ContainerStats),
+    /// Answer to `processes`.
+    Processes {
+        /// Guest PIDs, ascending.
+        pids: Vec<i32>,
+    },
     /// A diagnostic stream may begin.
     Ready,
     /// The end of a `stream_sink`: what the agent received.

@@ -136,6 +136,17 @@ impl<S: Transport> AgentClient<S> {
         }
     }
 
+    /// Guest PIDs of a container's processes, ascending.
+    pub fn processes(&mut self, container_id: &str) -> Result<Vec<i32>, ClientError> {
+        let body = RequestBody::Processes {
+            container_id: container_id.to_owned(),
+        };
+        match self.request(body)? {
+            ResponseBody::Processes { pids } => Ok(pids),
+            other => Err(self.unexpected("processes", &other)),
+        }
+    }
+
     /// A request answered `started`.
     fn started(&mut self, during: &'static str, body: RequestBody) -> Result<u32, ClientError> {
         match self.request(body)? {

@@ -60,7 +60,7 @@ fn a_signal_kills_and_stats_count_the_process() {
     client
         .create("k", spec(&["sleep", "1000"]), rootfs.path())
         .unwrap();
-    client.start("k").unwrap();
+    let started = client.start("k").unwrap();
     let stats = client.ask(RequestBody::Stats {
         container_id: "k".into(),
     });
@@ -69,6 +69,11 @@ fn a_signal_kills_and_stats_count_the_process() {
     };
     assert_eq!(stats.pids, 1);
     assert!(stats.memory_bytes > 0);
+    let pid = i32::try_from(started).unwrap();
+    let listed = client.ask(RequestBody::Processes {
+        container_id: "k".into(),
+    });
+    assert_eq!(listed, Ok(ResponseBody::Processes { pids: vec![pid] }));
     let err = client.signal("k", None, 4242).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     client.signal("k", None, 9).unwrap();
