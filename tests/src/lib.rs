@@ -1,6 +1,7 @@
 //! husk's test support: the testbed that runs commands inside an emulated test host
 //! with a genuine `/dev/kvm`, and helpers shared by the end-to-end suites.
 
+pub mod bundle;
 pub mod console;
 pub mod guest_exec;
 pub mod guest_image;

@@ -99,6 +99,11 @@ impl Reporter {
         )
     }
 
+    /// A reporter with nobody to report to (the command runs the work itself).
+    pub fn none() -> Reporter {
+        Reporter(None)
+    }
+
     /// Sends the report and closes the pipe.
     pub fn send(&mut self, report: &Report) {
         if let Some(mut pipe) = self.0.take() {

@@ -1,0 +1,377 @@
+//! The runtime commands' side of the sandbox: start the sandbox process at `create`,
+//! and reach the agent through the sandbox's vsock socket for the rest.
+
+use super::exec::{self as exec_relay, ExecPlan, EXEC_PLAN_ENV};
+use super::plan::{read_report, Report, Reporter, SandboxPlan, VmPlanWire, REPORT_FD_ENV};
+use super::vm::VmPlan;
+use super::SandboxError;
+use crate::agent::{AgentClient, Timeouts};
+use crate::error::RuntimeError;
+use crate::state::liveness::{process_start_time, ProcessState};
+use crate::state::{ContainerState, Store};
+use husk_agent::protocol::AGENT_PORT;
+use husk_agent::server::log::error_chain;
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Slack on top of the boot timeout for the sandbox's own start-up.
+const REPORT_SLACK: Duration = Duration::from_secs(10);
+/// How long `delete` waits for a killed sandbox process to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// The hidden command that runs the sandbox process.
+pub const SANDBOX_COMMAND: &str = "__sandbox";
+/// The hidden command that runs a detached exec's relay.
+pub const EXEC_COMMAND: &str = "__exec";
+
+/// `create`'s options that concern the sandbox process.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Where the engine wants the terminal's master.
+    pub console_socket: Option<PathBuf>,
+    /// Where to write the sandbox process's PID.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors 3 .. 3+N kept open (in the sandbox process; they do not reach the
+    /// guest).
+    pub preserve_fds: u32,
+}
+
+/// `exec`'s options.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The OCI `process` object.
+    pub process: serde_json::Value,
+    /// A terminal for the process (also `process.terminal`).
+    pub tty: bool,
+    /// Return once it runs, leaving a relay process behind.
+    pub detach: bool,
+    /// Where to write the PID of the process that lives as long as the exec'd one.
+    pub pid_file: Option<PathBuf>,
+    /// Where the engine wants the terminal's master.
+    pub console_socket: Option<PathBuf>,
+    /// Descriptors kept open (not passed into the guest).
+    pub preserve_fds: u32,
+}
+
+fn sandbox_err(e: SandboxError) -> RuntimeError {
+    RuntimeError::Sandbox(error_chain(&e))
+}
+
+fn timeouts(state: &ContainerState) -> Timeouts {
+    Timeouts {
+        connect: state.config.request_timeout,
+        request: state.config.request_timeout,
+    }
+}
+
+fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
+    let vsock = VmPlan::vsock_path(&store.dir(&state.id));
+    AgentClient::connect(&vsock, AGENT_PORT, timeouts(state)).map_err(|e| {
+        RuntimeError::Sandbox(format!(
+            "cannot reach the agent of container \"{}\": {}",
+            state.id,
+            error_chain(&e)
+        ))
+    })
+}
+
+/// Starts `husk <command> <args>` with this process's stdio and a report pipe whose
+/// writing end sits above the preserved descriptors; gives back the child and the
+/// pipe's reading end.
+fn spawn_reporting(
+    command: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, String)],
+    preserve_fds: u32,
+) -> Result<(Child, OwnedFd), RuntimeError> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::io("create the report pipe", e.into()))?;
+    let target = 3 + preserve_fds as i32 + 1;
+    let write_fd = write.as_raw_fd();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(command).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env(REPORT_FD_ENV, target.to_string());
+    // SAFETY: dup2 is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 clears close-on-exec on the copy: only the child keeps it.
+            if libc::dup2(write_fd, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| RuntimeError::io("start the sandbox process (/proc/self/exe)", e))?;
+    drop(write);
+    Ok((child, read))
+}
+
+/// Writes `pid` to `path` atomically (a temporary file renamed over it).
+fn write_pid_file(path: &Path, pid: u32) -> Result<(), RuntimeError> {
+    let tmp = path.with_extension("husk-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| RuntimeError::io(format!("write the pid file {}", path.display()), e))
+}
+
+/// Kills and reaps a started child that failed.
+fn abandon(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Boots the sandbox for a container whose state (status Creating) is in the store,
+/// and records the sandbox process in `state`.
+pub fn create(
+    store: &Store,
+    state: &mut ContainerState,
+    spec: &serde_json::Value,
+    opts: &CreateOptions,
+) -> Result<(), RuntimeError> {
+    let dir = store.dir(&state.id);
+    let config = &state.config;
+    let plan = SandboxPlan {
+        id: state.id.clone(),
+        vm: VmPlanWire {
+            kernel: config.kernel.clone(),
+            initramfs: config.initramfs.clone(),
+            vcpus: config.vcpus,
+            memory_mib: config.memory_mib,
+            virtiofsd: config.virtiofsd.clone(),
+            virtiofsd_timeout: config.virtiofsd_timeout,
+            rootfs: state.rootfs.clone(),
+            dir: dir.clone(),
+        },
+        spec: spec.clone(),
+        console_socket: opts.console_socket.clone(),
+        boot_timeout: config.boot_timeout,
+        request_timeout: config.request_timeout,
+    };
+    let plan_path = dir.join("sandbox.json");
+    let text = serde_json::to_vec_pretty(&plan)
+        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
+    std::fs::write(&plan_path, text)
+        .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
+    let (child, report) = spawn_reporting(
+        SANDBOX_COMMAND,
+        &[dir.as_os_str()],
+        &[],
+        opts.preserve_fds,
+    )?;
+    let wait = config.boot_timeout + config.virtiofsd_timeout + REPORT_SLACK;
+    match read_report(report, wait) {
+        Ok(Report::Up { .. }) => {}
+        Ok(Report::Failed(msg)) => {
+            abandon(child);
+            return Err(RuntimeError::Sandbox(msg));
+        }
+        Err(e) => {
+            abandon(child);
+            return Err(sandbox_err(e));
+        }
+    }
+    let pid = child.id();
+    state.pid = Some(pid as i32);
+    state.pid_start_time = match process_start_time(pid as i32) {
+        ProcessState::Alive { start_time } => Some(start_time),
+        _ => None,
+    };
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    // The sandbox process outlives this command: the engine (or init) reaps it.
+    std::mem::forget(child);
+    Ok(())
+}
+
+/// Lets the container's process run.
+pub fn start(store: &Store, state: &mut ContainerState) -> Result<(), RuntimeError> {
+    agent(store, state)?
+        .start_container(&state.id)
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Sandbox(format!("start: {}", error_chain(&e))))
+}
+
+/// Sends `signal` to the container's process. `all` is accepted: the agent signals
+/// the container's own process (its exec'd processes get theirs from their relays).
+pub fn kill(
+    store: &Store,
+    state: &ContainerState,
+    signal: i32,
+    _all: bool,
+) -> Result<(), RuntimeError> {
+    agent(store, state)?
+        .signal(&state.id, None, signal)
+        .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
+}
+
+/// Runs another process in the container; its exit code when attached, 0 when
+/// detached.
+pub fn exec(
+    store: &Store,
+    state: &ContainerState,
+    opts: &ExecOptions,
+) -> Result<i32, RuntimeError> {
+    let mut process = opts.process.clone();
+    if opts.tty {
+        if let Some(obj) = process.as_object_mut() {
+            obj.insert("terminal".into(), serde_json::Value::Bool(true));
+        }
+    }
+    let plan = ExecPlan {
+        vsock: VmPlan::vsock_path(&store.dir(&state.id)),
+        container_id: state.id.clone(),
+        exec_id: format!("exec-{}-{}", std::process::id(), unique()),
+        process,
+        console_socket: opts.console_socket.clone(),
+        request_timeout: state.config.request_timeout,
+    };
+    if !opts.detach {
+        if let Some(path) = &opts.pid_file {
+            write_pid_file(path, std::process::id())?;
+        }
+        return exec_relay::run(&plan, &mut Reporter::none()).map_err(sandbox_err);
+    }
+    let json = serde_json::to_string(&plan)
+        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the exec plan: {e}")))?;
+    let (child, report) = spawn_reporting(
+        EXEC_COMMAND,
+        &[],
+        &[(EXEC_PLAN_ENV, json)],
+        opts.preserve_fds,
+    )?;
+    match read_report(report, state.config.request_timeout + REPORT_SLACK) {
+        Ok(Report::Up { .. }) => {}
+        Ok(Report::Failed(msg)) => {
+            abandon(child);
+            return Err(RuntimeError::Sandbox(msg));
+        }
+        Err(e) => {
+            abandon(child);
+            return Err(sandbox_err(e));
+        }
+    }
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, child.id())?;
+    }
+    std::mem::forget(child);
+    Ok(0)
+}
+
+/// A number unlikely to repeat within one container.
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Guest PIDs of the container's processes.
+pub fn ps(store: &Store, state: &ContainerState) -> Result<Vec<u32>, RuntimeError> {
+    let pids = agent(store, state)?
+        .processes(&state.id)
+        .map_err(|e| RuntimeError::Sandbox(format!("ps: {}", error_chain(&e))))?;
+    Ok(pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect())
+}
+
+/// Stops the VM and everything the sandbox runs: kills the sandbox process (if it is
+/// still the one recorded) and a virtiofsd it left behind. Idempotent.
+pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError> {
+    if let (Some(pid), recorded) = (state.pid, state.pid_start_time) {
+        if let ProcessState::Alive { start_time } = process_start_time(pid) {
+            if recorded.is_none_or(|t| t == start_time) {
+                let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+                wait_gone(pid)?;
+            }
+        }
+    }
+    let dir = store.dir(&state.id);
+    let daemon: Option<i32> = std::fs::read_to_string(dir.join("virtiofsd.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    if let Some(pid) = daemon {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "virtiofsd" {
+            let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_gone(pid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for `pid` to be gone or a zombie.
+fn wait_gone(pid: i32) -> Result<(), RuntimeError> {
+    let deadline = Instant::now() + KILL_WAIT;
+    while let ProcessState::Alive { .. } = process_start_time(pid) {
+        if Instant::now() >= deadline {
+            return Err(RuntimeError::Sandbox(format!(
+                "process {pid} did not die within {KILL_WAIT:?} of SIGKILL"
+            )));
+        }
+        // Not our child: nothing to wait on but its /proc entry.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Waits for the sandbox process (a child of this command, after `create` in `run`)
+/// to exit; gives its exit code (128 + N for signal N).
+pub fn wait(_store: &Store, state: &ContainerState) -> Result<i32, RuntimeError> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let pid = state
+        .pid
+        .ok_or_else(|| RuntimeError::Sandbox("no sandbox process recorded".into()))?;
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(RuntimeError::io(
+                    format!("wait for the sandbox process {pid}"),
+                    e.into(),
+                ))
+            }
+        }
+    }
+}
+
+/// The hidden commands' entry points: `husk __sandbox DIR` and `husk __exec`.
+pub fn hidden_main(command: &str, args: &[String]) -> Option<i32> {
+    match command {
+        SANDBOX_COMMAND => {
+            let dir = args.first().map(PathBuf::from)?;
+            Some(super::process::run(&dir))
+        }
+        EXEC_COMMAND => {
+            let mut reporter = Reporter::from_env();
+            let plan: ExecPlan = match std::env::var(EXEC_PLAN_ENV)
+                .map_err(|e| e.to_string())
+                .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))
+            {
+                Ok(plan) => plan,
+                Err(e) => {
+                    reporter.send(&Report::Failed(format!("bad exec plan: {e}")));
+                    return Some(1);
+                }
+            };
+            match exec_relay::run(&plan, &mut reporter) {
+                Ok(code) => Some(code),
+                Err(e) => {
+                    reporter.send(&Report::Failed(error_chain(&e)));
+                    Some(1)
+                }
+            }
+        }
+        _ => None,
+    }
+}

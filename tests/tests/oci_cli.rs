@@ -1,0 +1,317 @@
+//! The `husk` OCI CLI driven as engines drive runc: create, start, state, kill,
+//! delete, exec, terminal mode, and bad input. Needs hardware KVM: ignored by a
+//! plain `cargo test`, run in the testbed by `tests/run.sh`.
+//!
+//! The test process is a child subreaper (as conmon is), so a sandbox process, which
+//! `husk create` leaves behind, becomes its child and its exit status can be read.
+
+use husk_tests::bundle::{husk_config, spec, Bundle};
+use husk_tests::guest_image::workspace_bin;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A scratch world: a state root, a configuration, bundles.
+struct World {
+    dir: PathBuf,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let dir = std::env::temp_dir().join(format!("husk-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = husk_config(&dir.join("config.toml"));
+        World {
+            root: dir.join("state"),
+            dir,
+            config,
+        }
+    }
+
+    fn husk(&self) -> Command {
+        let mut cmd = Command::new(workspace_bin("husk"));
+        cmd.env("HUSK_CONFIG", &self.config)
+            .arg("--root")
+            .arg(&self.root);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.husk()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "husk {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "husk {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn bundle(&self, name: &str, args: &[&str], terminal: bool) -> Bundle {
+        Bundle::new(&self.dir.join(name), args, terminal)
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    /// Nothing of `id` is left: no state directory, no process of it.
+    fn assert_clean(&self, id: &str, pids: &[i32]) {
+        assert!(!self.root.join(id).exists(), "state directory of {id} left");
+        for pid in pids {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z")),
+                "process {pid} of {id} left"
+            );
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_exit(pid: i32) -> WaitStatus {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => return other.unwrap(),
+        }
+    }
+}
+
+/// The virtiofsd processes left on the machine.
+fn virtiofsd_count() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "virtiofsd")
+        })
+        .count()
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn lifecycle_output_exit_code_and_clean_delete() {
+    let world = World::new("life");
+    let bundle = world.bundle("b", &["sh", "-c", "read x; echo got $x; echo err >&2; exit 7"], false);
+    let out_path = world.dir.join("stdout");
+    let err_path = world.dir.join("stderr");
+    let pid_file = world.dir.join("pid");
+    let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let status = world
+        .husk()
+        .args(["create", "--bundle"])
+        .arg(&bundle.dir)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("c1")
+        .stdin(Stdio::from(stdin_read))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "create: {}", std::fs::read_to_string(&err_path).unwrap());
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let state = world.state("c1");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    // A second create of the same id is refused, and leaves the first alone.
+    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "c1"]);
+    assert!(err.contains("already exists"), "{err}");
+
+    world.ok(&["start", "c1"]);
+    assert_eq!(world.state("c1")["status"], "running");
+    let mut stdin = std::fs::File::from(stdin_write);
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    assert_eq!(wait_exit(pid), WaitStatus::Exited(Pid::from_raw(pid), 7));
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "got hello\n");
+    assert!(std::fs::read_to_string(&err_path).unwrap().contains("err\n"));
+    assert_eq!(world.state("c1")["status"], "stopped");
+    world.ok(&["delete", "c1"]);
+    world.assert_clean("c1", &[pid]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+    let err = world.fails(&["state", "c1"]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn kill_exec_and_force_delete() {
+    let world = World::new("kill");
+    let bundle = world.bundle("b", &["sleep", "1000"], false);
+    let pid_file = world.dir.join("pid");
+    world.ok(&[
+        "create",
+        "--bundle",
+        bundle.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "k1",
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    world.ok(&["start", "k1"]);
+
+    // exec: output and exit status come back.
+    let out = world.run(&["exec", "k1", "sh", "-c", "echo from exec; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from exec\n");
+    let ps = world.ok(&["ps", "--format", "json", "k1"]);
+    let pids: Vec<u32> = serde_json::from_str(&ps).unwrap();
+    assert!(!pids.is_empty(), "{ps}");
+
+    // delete of a running container needs --force.
+    let err = world.fails(&["delete", "k1"]);
+    assert!(err.contains("running"), "{err}");
+    world.ok(&["kill", "k1", "KILL"]);
+    assert_eq!(
+        wait_exit(pid),
+        WaitStatus::Signaled(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL, false)
+    );
+    assert_eq!(world.state("k1")["status"], "stopped");
+    world.ok(&["delete", "k1"]);
+    world.assert_clean("k1", &[pid]);
+
+    // --force on a running one; and after kill -9 of the sandbox process itself.
+    for (id, brutal) in [("k2", false), ("k3", true)] {
+        world.ok(&["create", "--bundle", bundle.dir.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), id]);
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        world.ok(&["start", id]);
+        if brutal {
+            nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+            wait_exit(pid);
+            assert_eq!(world.state(id)["status"], "stopped");
+            world.ok(&["delete", id]);
+        } else {
+            world.ok(&["delete", "--force", id]);
+            wait_exit(pid);
+        }
+        world.assert_clean(id, &[pid]);
+    }
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+}
+
+/// Receives the terminal master runc-style from a console socket.
+fn receive_master(listener: &UnixListener) -> OwnedFd {
+    let (conn, _) = listener.accept().unwrap();
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the descriptor just arrived and nothing else owns it.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor on the console socket");
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn terminal_mode_sends_a_working_master() {
+    let world = World::new("tty");
+    let bundle = world.bundle("b", &["sh", "-c", "tty; stty size; read x; echo typed $x"], true);
+    let mut config = spec(&["sh", "-c", "tty; stty size; read x; echo typed $x"], true);
+    config["process"]["consoleSize"] = serde_json::json!({ "height": 25, "width": 90 });
+    bundle.write_config(&config);
+    let socket = world.dir.join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let pid_file = world.dir.join("pid");
+    let create = {
+        let mut cmd = world.husk();
+        cmd.args(["create", "--bundle"])
+            .arg(&bundle.dir)
+            .arg("--console-socket")
+            .arg(&socket)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("t1")
+            .stdin(Stdio::null());
+        std::thread::spawn(move || cmd.output().unwrap())
+    };
+    let master = receive_master(&listener);
+    let out = create.join().unwrap();
+    assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    world.ok(&["start", "t1"]);
+    let mut term = std::fs::File::from(master);
+    term.write_all(b"abc\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("typed abc") {
+        let n = term.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "terminal ended: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("25 90"), "{text}");
+    assert_eq!(wait_exit(pid), WaitStatus::Exited(Pid::from_raw(pid), 0));
+    world.ok(&["delete", "t1"]);
+    world.assert_clean("t1", &[pid]);
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn bad_input_is_named_and_leaves_nothing() {
+    let world = World::new("bad");
+    let err = world.fails(&["start", "nope"]);
+    assert!(err.contains("\"nope\" does not exist"), "{err}");
+    let bundle = world.bundle("b", &["true"], false);
+    std::fs::write(bundle.dir.join("config.json"), "{\"ociVersion\": \"1.0.2\",\n  \"process\": [}").unwrap();
+    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m1"]);
+    assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
+    world.assert_clean("m1", &[]);
+    let bundle = world.bundle("b2", &["true"], false);
+    std::fs::remove_dir_all(bundle.dir.join("rootfs")).unwrap();
+    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m2"]);
+    assert!(err.contains("rootfs"), "{err}");
+    world.assert_clean("m2", &[]);
+    // A program that does not exist in the image: create fails naming it, cleanly.
+    let bundle = world.bundle("b3", &["/bin/nope"], false);
+    let out = world.run(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m3"]);
+    if out.status.success() {
+        let err = world.fails(&["start", "m3"]);
+        assert!(err.contains("/bin/nope"), "{err}");
+        world.ok(&["delete", "--force", "m3"]);
+    } else {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("/bin/nope"));
+    }
+    world.assert_clean("m3", &[]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+}
