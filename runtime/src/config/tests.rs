@@ -147,3 +147,4 @@ fn bad_annotations_name_themselves() {
         assert!(msg.contains(key) && msg.contains(value), "{msg}");
     }
 }
+
