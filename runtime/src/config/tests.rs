@@ -147,4 +147,3 @@ fn bad_annotations_name_themselves() {
         assert!(msg.contains(key) && msg.contains(value), "{msg}");
     }
 }
-
