@@ -48,3 +48,15 @@ echo "setup: building the workspace"
 cargo build --workspace --bins
 echo "setup: building the guest image (kernels are cached; the first build takes minutes)"
 guest-image/build.sh all
+
+# The guest image where husk looks for it by default (/etc/husk/config.toml's
+# `kernel` and `initramfs` unset): symlinks into the content-hashed cache.
+share=/usr/local/share/husk
+kernel=$(guest-image/build.sh path guest-vmlinux)
+initramfs=$(guest-image/build.sh path initramfs)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo mkdir -p "$share"
+[ "$(readlink "$share/vmlinux" 2>/dev/null)" = "$kernel" ] || $sudo ln -sfn "$kernel" "$share/vmlinux"
+[ "$(readlink "$share/initramfs.cpio.gz" 2>/dev/null)" = "$initramfs" ] ||
+    $sudo ln -sfn "$initramfs" "$share/initramfs.cpio.gz"

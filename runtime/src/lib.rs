@@ -1,7 +1,17 @@
 //! husk's host side: the OCI runtime's library.
 //!
-//! Today it holds the client of the in-guest agent ([`agent`]); the OCI CLI, bundle
-//! handling and the sandbox process arrive later.
+//! Organised by lifecycle verb: [`cli`] (the command line), [`commands`] (one module
+//! per command), [`state`] (the store under `--root`), [`bundle`] (config.json),
+//! [`config`] (`/etc/husk/config.toml` and per-container VM settings),
+//! [`logging`] (runc-style log lines), [`error`], [`sandbox`] (the process that owns
+//! a container's microVM) and [`agent`] (the client of the in-guest agent).
 
 pub mod agent;
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod logging;
 pub mod sandbox;
+pub mod state;

@@ -7,14 +7,13 @@ use super::vm::VmPlan;
 use super::SandboxError;
 use crate::agent::{AgentClient, Timeouts};
 use crate::error::RuntimeError;
-use crate::state::liveness::{process_start_time, ProcessState};
+use crate::state::{process_start_time, ProcessState};
 use crate::state::{ContainerState, Store};
 use husk_agent::protocol::AGENT_PORT;
 use husk_agent::server::log::error_chain;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -90,27 +89,23 @@ fn spawn_reporting(
 ) -> Result<(Child, OwnedFd), RuntimeError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::io("create the report pipe", e.into()))?;
-    let target = 3 + preserve_fds as i32 + 1;
-    let write_fd = write.as_raw_fd();
+    // A copy without close-on-exec, above the preserved descriptors, for the child
+    // alone: this command starts nothing else meanwhile, and closes it at once.
+    let floor = 3 + preserve_fds as i32 + 1;
+    let inheritable = nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_DUPFD(floor))
+        .map_err(|e| RuntimeError::io("duplicate the report pipe", e.into()))?;
+    // SAFETY: F_DUPFD just returned this new descriptor; nothing else owns it.
+    let inheritable = unsafe { OwnedFd::from_raw_fd(inheritable) };
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(command).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.env(REPORT_FD_ENV, target.to_string());
-    // SAFETY: dup2 is async-signal-safe; the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 clears close-on-exec on the copy: only the child keeps it.
-            if libc::dup2(write_fd, target) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    cmd.env(REPORT_FD_ENV, inheritable.as_raw_fd().to_string());
     let child = cmd
         .spawn()
         .map_err(|e| RuntimeError::io("start the sandbox process (/proc/self/exe)", e))?;
+    drop(inheritable);
     drop(write);
     Ok((child, read))
 }
@@ -134,10 +129,12 @@ fn abandon(mut child: Child) {
 pub fn create(
     store: &Store,
     state: &mut ContainerState,
-    spec: &serde_json::Value,
+    spec: &oci_spec::runtime::Spec,
     opts: &CreateOptions,
 ) -> Result<(), RuntimeError> {
     let dir = store.dir(&state.id);
+    let spec = serde_json::to_value(spec)
+        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
     let config = &state.config;
     let plan = SandboxPlan {
         id: state.id.clone(),
@@ -151,7 +148,7 @@ pub fn create(
             rootfs: state.rootfs.clone(),
             dir: dir.clone(),
         },
-        spec: spec.clone(),
+        spec,
         console_socket: opts.console_socket.clone(),
         boot_timeout: config.boot_timeout,
         request_timeout: config.request_timeout,
@@ -287,7 +284,7 @@ pub fn ps(store: &Store, state: &ContainerState) -> Result<Vec<u32>, RuntimeErro
 pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError> {
     if let (Some(pid), recorded) = (state.pid, state.pid_start_time) {
         if let ProcessState::Alive { start_time } = process_start_time(pid) {
-            if recorded.is_none_or(|t| t == start_time) {
+            if recorded.map_or(true, |t| t == start_time) {
                 let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
                 wait_gone(pid)?;
             }

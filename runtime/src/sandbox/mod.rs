@@ -8,16 +8,22 @@
 //! | [`relay`] | stdio between host descriptors (or a host terminal) and the guest |
 //! | [`pty`] | the host terminal sent over `--console-socket` |
 //! | [`exec`] | `exec`, attached or through a detached relay process (`husk __exec`) |
+//! | [`lifecycle`] | the commands' side: `create` starts the sandbox process; `start`, `kill`, `ps`, `exec` reach the agent through the sandbox's vsock socket; `delete` tears down |
 //! | [`plan`] | what a command hands the process it starts, and the report back |
 //! | [`console_log`] | the bounded guest console log |
 
 pub mod console_log;
 pub mod exec;
+pub mod lifecycle;
 pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod relay;
 pub mod vm;
+
+pub use lifecycle::{
+    create, destroy, exec, hidden_main, kill, ps, start, wait, CreateOptions, ExecOptions,
+};
 
 use crate::agent::ClientError;
 use std::path::PathBuf;

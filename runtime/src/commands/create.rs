@@ -1,0 +1,105 @@
+//! `husk create` and `husk run`.
+
+use crate::bundle::Bundle;
+use crate::cli::{CreateOpts, RunArgs};
+use crate::config::{HostLimits, HuskConfig};
+use crate::error::RuntimeError;
+use crate::logging::now_rfc3339;
+use crate::sandbox::{self, CreateOptions};
+use crate::state::{validate_id, ContainerState, Status, Store};
+use std::collections::BTreeMap;
+
+/// Creates container `id` from its bundle: checks the id, the bundle and the
+/// configuration, records the state (`creating`), boots the sandbox and records
+/// `created`. On any failure nothing is left in the store.
+pub fn create(
+    store: &Store,
+    id: &str,
+    opts: &CreateOpts,
+    systemd_cgroup: bool,
+) -> Result<ContainerState, RuntimeError> {
+    validate_id(id)?;
+    if store.dir(id).exists() {
+        return Err(RuntimeError::AlreadyExists(id.to_string()));
+    }
+    if opts.no_pivot || opts.no_new_keyring {
+        tracing::debug!("--no-pivot/--no-new-keyring: accepted (nothing to do on the host side)");
+    }
+    let bundle = Bundle::load(&opts.bundle)?;
+    let annotations: BTreeMap<String, String> = bundle
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let resources = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    let config = HuskConfig::load()?.resolve(&annotations, resources, HostLimits::detect())?;
+    let mut state = ContainerState {
+        id: id.to_string(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        status: Status::Creating,
+        pid: None,
+        pid_start_time: None,
+        created: now_rfc3339(),
+        owner: super::owner(),
+        annotations,
+        config,
+        systemd_cgroup,
+    };
+    let _lock = store.create(&state)?;
+    let sandbox_opts = CreateOptions {
+        console_socket: opts.console_socket.clone(),
+        pid_file: opts.pid_file.clone(),
+        preserve_fds: opts.preserve_fds,
+    };
+    let booted = sandbox::create(store, &mut state, &bundle.spec, &sandbox_opts).and_then(|()| {
+        if state.status == Status::Creating {
+            state.status = Status::Created;
+        }
+        store.save(&state)
+    });
+    if let Err(e) = booted {
+        discard(store, &state);
+        return Err(e);
+    }
+    Ok(state)
+}
+
+/// Tears down whatever a failed create or run left, and its state directory. Errors
+/// here are logged, not returned: the original error is the one to report.
+fn discard(store: &Store, state: &ContainerState) {
+    if let Err(e) = sandbox::destroy(store, state) {
+        tracing::warn!("cleaning up {}: {e}", state.id);
+    }
+    if let Err(e) = store.remove(&state.id) {
+        tracing::warn!("cleaning up {}: {e}", state.id);
+    }
+}
+
+/// `husk run`: create, then start; without `--detach`, wait for the container to
+/// exit, delete it (unless `--keep`) and give its exit status.
+pub fn run(store: &Store, args: &RunArgs, systemd_cgroup: bool) -> Result<i32, RuntimeError> {
+    let state = create(store, &args.id, &args.opts, systemd_cgroup)?;
+    if let Err(e) = super::start::start(store, &args.id) {
+        let _lock = store.lock(&args.id)?;
+        discard(store, &state);
+        return Err(e);
+    }
+    if args.detach {
+        return Ok(0);
+    }
+    let state = store.load(&args.id)?;
+    let code = sandbox::wait(store, &state)?;
+    if !args.keep {
+        let _lock = store.lock(&args.id)?;
+        let state = store.load(&args.id)?;
+        discard(store, &state);
+    }
+    Ok(code)
+}

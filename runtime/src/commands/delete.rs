@@ -1,0 +1,32 @@
+//! `husk delete`.
+
+use crate::error::RuntimeError;
+use crate::sandbox;
+use crate::state::{Status, Store};
+
+/// Deletes container `id`: stops its sandbox (VM, helpers, sockets) and removes its
+/// state directory. A running or paused container needs `--force`, as with runc; a
+/// created or stopped one (or one whose `create` died) does not. `--force` on a
+/// container that does not exist succeeds, as runc's does.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), RuntimeError> {
+    let _lock = match store.lock(id) {
+        Err(RuntimeError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
+    let state = match store.load(id) {
+        Err(RuntimeError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
+    // Holding the lock exclusively: a `creating` state's creator is gone.
+    match state.observed_status() {
+        Status::Running | Status::Paused if !force => {
+            return Err(RuntimeError::InvalidState(format!(
+                "cannot delete container {id} that is not stopped: {}",
+                state.observed_status()
+            )))
+        }
+        _ => {}
+    }
+    sandbox::destroy(store, &state)?;
+    store.remove(id)
+}

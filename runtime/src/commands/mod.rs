@@ -1,0 +1,104 @@
+//! One module per command, as runc's verbs; [`dispatch`] runs the parsed command line.
+
+pub mod check;
+pub mod create;
+pub mod delete;
+pub mod exec;
+pub mod features;
+pub mod kill;
+pub mod list;
+pub mod ps;
+pub mod spec;
+pub mod start;
+pub mod state;
+
+use crate::cli::{Cli, Command};
+use crate::error::RuntimeError;
+use crate::state::Store;
+
+/// The command's name, as typed (for messages).
+pub fn name(command: &Command) -> &'static str {
+    match command {
+        Command::Create(_) => "create",
+        Command::Start(_) => "start",
+        Command::Run(_) => "run",
+        Command::State(_) => "state",
+        Command::Kill(_) => "kill",
+        Command::Delete(_) => "delete",
+        Command::List(_) => "list",
+        Command::Exec(_) => "exec",
+        Command::Ps(_) => "ps",
+        Command::Spec(_) => "spec",
+        Command::Features => "features",
+        Command::Check(_) => "check",
+        Command::Pause(_) => "pause",
+        Command::Resume(_) => "resume",
+        Command::Events(_) => "events",
+        Command::Update(_) => "update",
+    }
+}
+
+/// Runs the command; gives the process's exit status (0, or the container's or
+/// exec'd process's status for `run` and `exec`, or 1 for a failed `check`).
+pub fn dispatch(cli: &Cli) -> Result<i32, RuntimeError> {
+    check_rootless(cli.global.rootless.as_deref())?;
+    if cli.global.systemd_cgroup {
+        tracing::debug!(
+            "--systemd-cgroup: recorded, ignored (the microVM is the container's cgroup)"
+        );
+    }
+    if cli.global.criu.is_some() {
+        tracing::debug!("--criu: ignored (no checkpoint/restore)");
+    }
+    let store = || Store::open(&cli.global.root);
+    match &cli.command {
+        Command::Create(a) => {
+            create::create(&store()?, &a.id, &a.opts, cli.global.systemd_cgroup).map(|_| 0)
+        }
+        Command::Start(a) => start::start(&store()?, &a.id).map(|()| 0),
+        Command::Run(a) => create::run(&store()?, a, cli.global.systemd_cgroup),
+        Command::State(a) => state::state(&store()?, &a.id).map(|()| 0),
+        Command::Kill(a) => kill::kill(&store()?, &a.id, &a.signal, a.all).map(|()| 0),
+        Command::Delete(a) => delete::delete(&store()?, &a.id, a.force).map(|()| 0),
+        Command::List(a) => list::list(&store()?, a.format, a.quiet).map(|()| 0),
+        Command::Exec(a) => exec::exec(&store()?, a),
+        Command::Ps(a) => ps::ps(&store()?, a).map(|()| 0),
+        Command::Spec(a) => spec::spec(&a.bundle).map(|()| 0),
+        Command::Features => features::features().map(|()| 0),
+        Command::Check(a) => Ok(check::check(a.quiet)),
+        Command::Pause(_) | Command::Resume(_) => Err(RuntimeError::NotSupported(
+            "freezing and thawing a container's microVM come with a later version (docs/cli.md)"
+                .into(),
+        )),
+        Command::Events(_) => Err(RuntimeError::NotSupported(
+            "container events and stats come with a later version (docs/cli.md)".into(),
+        )),
+        Command::Update(_) => Err(RuntimeError::NotSupported(
+            "changing a running microVM's resources comes with a later version (docs/cli.md)"
+                .into(),
+        )),
+    }
+}
+
+/// `--rootless`: `false` and `auto` are fine (husk runs as root); `true` is refused.
+fn check_rootless(value: Option<&str>) -> Result<(), RuntimeError> {
+    match value {
+        None | Some("false") | Some("auto") => Ok(()),
+        Some("true") => Err(RuntimeError::InvalidArgument(
+            "--rootless=true: husk runs as root (rootless microVMs are not supported)".into(),
+        )),
+        Some(other) => Err(RuntimeError::InvalidArgument(format!(
+            "--rootless={other}: expected true, false or auto"
+        ))),
+    }
+}
+
+/// The user running husk, by name if it has one.
+pub fn owner() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
