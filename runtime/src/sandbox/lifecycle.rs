@@ -290,18 +290,42 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
             }
         }
     }
+    // virtiofsd runs in a process group of its own whose id the sandbox recorded;
+    // its sandboxed child may outlive the group's leader.
     let dir = store.dir(&state.id);
-    let daemon: Option<i32> = std::fs::read_to_string(dir.join("virtiofsd.pid"))
+    let group: Option<i32> = std::fs::read_to_string(dir.join("virtiofsd.pid"))
         .ok()
         .and_then(|t| t.trim().parse().ok());
-    if let Some(pid) = daemon {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "virtiofsd" {
+    if let Some(group) = group {
+        for pid in virtiofsd_in_group(group) {
             let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
             wait_gone(pid)?;
         }
     }
     Ok(())
+}
+
+/// The processes named virtiofsd in process group `group`.
+fn virtiofsd_in_group(group: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid pgrp ...": comm may hold spaces; count from ')'.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                return false;
+            };
+            let comm = &stat[open + 1..close];
+            let pgrp = stat[close + 1..].split_whitespace().nth(2);
+            comm == "virtiofsd" && pgrp.and_then(|p| p.parse().ok()) == Some(group)
+        })
+        .collect()
 }
 
 /// Waits for `pid` to be gone or a zombie.

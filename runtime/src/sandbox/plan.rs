@@ -93,10 +93,18 @@ impl Reporter {
         std::env::remove_var(REPORT_FD_ENV);
         // SAFETY: the parent put a pipe's writing end at this descriptor for us alone
         // and marked nothing else to own it.
-        Reporter(
-            fd.filter(|&fd| fd > 2)
-                .map(|fd| unsafe { File::from_raw_fd(fd) }),
-        )
+        let file = fd
+            .filter(|&fd| fd > 2)
+            .map(|fd| unsafe { File::from_raw_fd(fd) });
+        if let Some(file) = &file {
+            // Not for the processes this one starts (virtiofsd): the reader waits for
+            // the report or for the last writer to go.
+            let _ = nix::fcntl::fcntl(
+                file,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+        }
+        Reporter(file)
     }
 
     /// A reporter with nobody to report to (the command runs the work itself).

@@ -112,7 +112,24 @@ fn the_real_virtiofsd_starts_and_stops() {
     let (mut daemon, _stream) = Virtiofsd::start(&config).expect("start virtiofsd");
     let pid = daemon.pid();
     assert!(daemon.check_exit().is_none(), "{}", daemon.stderr_tail());
+    // With --sandbox namespace the serving process is a child of the one started.
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default();
+    let children: Vec<u32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     drop(daemon);
     assert!(!process_exists(pid));
+    for child in children {
+        // Killed with its group; reaped by init, so wait for that briefly.
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !process_exists(child)
+                || std::fs::read_to_string(format!("/proc/{child}/stat"))
+                    .is_ok_and(|s| s.contains(") Z"))
+        });
+        assert!(gone, "virtiofsd's child {child} outlived stop()");
+    }
     assert!(!config.socket.exists());
 }
