@@ -12,8 +12,10 @@ packages=(
     # virtiofsd's build dependencies, and what the virtio-fs suite formats its
     # scratch file system with
     libseccomp-dev libcap-ng-dev pkg-config e2fsprogs
-    # A static busybox: the root filesystem of the agent's container unit tests.
+    # A static busybox: the root filesystem of the test containers and images.
     busybox-static
+    # The engine of the main job and of the podman suite.
+    podman
 )
 
 missing=()

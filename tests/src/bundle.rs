@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Applets linked in the root file system.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "pwd",
-    "read", "stty", "tty", "ps", "kill", "wc", "head", "tr",
+    "sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "pwd", "read",
+    "stty", "tty", "ps", "kill", "wc", "head", "tr",
 ];
 
 /// A bundle directory: `config.json` and `rootfs/`.
@@ -32,7 +32,9 @@ impl Bundle {
             let link = rootfs.join("bin").join(applet);
             let _ = std::os::unix::fs::symlink("busybox", link);
         }
-        let bundle = Bundle { dir: dir.to_owned() };
+        let bundle = Bundle {
+            dir: dir.to_owned(),
+        };
         bundle.write_config(&spec(args, terminal));
         bundle
     }

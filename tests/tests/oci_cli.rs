@@ -79,7 +79,10 @@ impl World {
             .stderr(std::fs::File::create(&err).unwrap())
             .status()
             .unwrap();
-        (status.success(), std::fs::read_to_string(&err).unwrap_or_default())
+        (
+            status.success(),
+            std::fs::read_to_string(&err).unwrap_or_default(),
+        )
     }
 
     fn create_ok(&self, args: &[&str]) {
@@ -153,7 +156,11 @@ fn virtiofsd_count() -> usize {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn lifecycle_output_exit_code_and_clean_delete() {
     let world = World::new("life");
-    let bundle = world.bundle("b", &["sh", "-c", "read x; echo got $x; echo err >&2; exit 7"], false);
+    let bundle = world.bundle(
+        "b",
+        &["sh", "-c", "read x; echo got $x; echo err >&2; exit 7"],
+        false,
+    );
     let out_path = world.dir.join("stdout");
     let err_path = world.dir.join("stderr");
     let pid_file = world.dir.join("pid");
@@ -170,8 +177,16 @@ fn lifecycle_output_exit_code_and_clean_delete() {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .status()
         .unwrap();
-    assert!(status.success(), "create: {}", std::fs::read_to_string(&err_path).unwrap());
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(
+        status.success(),
+        "create: {}",
+        std::fs::read_to_string(&err_path).unwrap()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let state = world.state("c1");
     assert_eq!(state["status"], "created");
     assert_eq!(state["pid"], pid);
@@ -186,7 +201,9 @@ fn lifecycle_output_exit_code_and_clean_delete() {
     drop(stdin);
     assert_eq!(wait_exit(pid), WaitStatus::Exited(Pid::from_raw(pid), 7));
     assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "got hello\n");
-    assert!(std::fs::read_to_string(&err_path).unwrap().contains("err\n"));
+    assert!(std::fs::read_to_string(&err_path)
+        .unwrap()
+        .contains("err\n"));
     assert_eq!(world.state("c1")["status"], "stopped");
     world.ok(&["delete", "c1"]);
     world.assert_clean("c1", &[pid]);
@@ -208,12 +225,21 @@ fn kill_exec_and_force_delete() {
         pid_file.to_str().unwrap(),
         "k1",
     ]);
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     world.ok(&["start", "k1"]);
 
     // exec: output and exit status come back.
     let out = world.run(&["exec", "k1", "sh", "-c", "echo from exec; exit 5"]);
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from exec\n");
     let ps = world.ok(&["ps", "--format", "json", "k1"]);
     let pids: Vec<u32> = serde_json::from_str(&ps).unwrap();
@@ -240,7 +266,11 @@ fn kill_exec_and_force_delete() {
             pid_file.to_str().unwrap(),
             id,
         ]);
-        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         world.ok(&["start", id]);
         if brutal {
             nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -282,7 +312,11 @@ fn receive_master(listener: &UnixListener) -> OwnedFd {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn terminal_mode_sends_a_working_master() {
     let world = World::new("tty");
-    let bundle = world.bundle("b", &["sh", "-c", "tty; stty size; read x; echo typed $x"], true);
+    let bundle = world.bundle(
+        "b",
+        &["sh", "-c", "tty; stty size; read x; echo typed $x"],
+        true,
+    );
     let mut config = spec(&["sh", "-c", "tty; stty size; read x; echo typed $x"], true);
     config["process"]["consoleSize"] = serde_json::json!({ "height": 25, "width": 90 });
     bundle.write_config(&config);
@@ -315,7 +349,11 @@ fn terminal_mode_sends_a_working_master() {
     let master = receive_master(&listener);
     let (created, err) = create.join().unwrap();
     assert!(created, "create: {err}");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     world.ok(&["start", "t1"]);
     let mut term = std::fs::File::from(master);
     term.write_all(b"abc\n").unwrap();
@@ -323,7 +361,11 @@ fn terminal_mode_sends_a_working_master() {
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&seen).contains("typed abc") {
         let n = term.read(&mut buf).unwrap_or(0);
-        assert!(n > 0, "terminal ended: {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "terminal ended: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&seen);
@@ -342,9 +384,16 @@ fn bad_input_is_named_and_leaves_nothing() {
     let err = world.fails(&["start", "nope"]);
     assert!(err.contains("\"nope\" does not exist"), "{err}");
     let bundle = world.bundle("b", &["true"], false);
-    std::fs::write(bundle.dir.join("config.json"), "{\"ociVersion\": \"1.0.2\",\n  \"process\": [}").unwrap();
+    std::fs::write(
+        bundle.dir.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\",\n  \"process\": [}",
+    )
+    .unwrap();
     let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "m1"]);
-    assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("line 2"),
+        "{err}"
+    );
     world.assert_clean("m1", &[]);
     let bundle = world.bundle("b2", &["true"], false);
     std::fs::remove_dir_all(bundle.dir.join("rootfs")).unwrap();

@@ -111,7 +111,10 @@ fn assert_nothing_left() {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = text(&cmdline).replace('\0', " ");
-        assert!(!cmdline.contains("__sandbox"), "sandbox process left: {cmdline}");
+        assert!(
+            !cmdline.contains("__sandbox"),
+            "sandbox process left: {cmdline}"
+        );
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         assert_ne!(comm.trim(), "virtiofsd", "virtiofsd left");
     }
@@ -132,7 +135,15 @@ fn run_rm_prints_and_exit_codes_propagate() {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn detached_exec_stop_and_rm() {
     let p = podman();
-    p.ok(&["run", "-d", "--name=d1", "--network=none", IMAGE, "sleep", "1000"]);
+    p.ok(&[
+        "run",
+        "-d",
+        "--name=d1",
+        "--network=none",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
     let out = p.ok(&["exec", "d1", "echo", "inside"]);
     assert_eq!(out, "inside\n");
     let out = p.run(&["exec", "d1", "sh", "-c", "exit 3"]);

@@ -158,12 +158,8 @@ pub fn create(
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
     std::fs::write(&plan_path, text)
         .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
-    let (child, report) = spawn_reporting(
-        SANDBOX_COMMAND,
-        &[dir.as_os_str()],
-        &[],
-        opts.preserve_fds,
-    )?;
+    let (child, report) =
+        spawn_reporting(SANDBOX_COMMAND, &[dir.as_os_str()], &[], opts.preserve_fds)?;
     let wait = config.boot_timeout + config.virtiofsd_timeout + REPORT_SLACK;
     match read_report(report, wait) {
         Ok(Report::Up { .. }) => {}
@@ -276,7 +272,10 @@ pub fn ps(store: &Store, state: &ContainerState) -> Result<Vec<u32>, RuntimeErro
     let pids = agent(store, state)?
         .processes(&state.id)
         .map_err(|e| RuntimeError::Sandbox(format!("ps: {}", error_chain(&e))))?;
-    Ok(pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect())
+    Ok(pids
+        .into_iter()
+        .filter_map(|p| u32::try_from(p).ok())
+        .collect())
 }
 
 /// Stops the VM and everything the sandbox runs: kills the sandbox process (if it is

@@ -113,8 +113,8 @@ fn the_real_virtiofsd_starts_and_stops() {
     let pid = daemon.pid();
     assert!(daemon.check_exit().is_none(), "{}", daemon.stderr_tail());
     // With --sandbox namespace the serving process is a child of the one started.
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     let children: Vec<u32> = children
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
