@@ -2,7 +2,7 @@
 //! and reach the agent through the sandbox's vsock socket for the rest.
 
 use super::exec::{self as exec_relay, ExecPlan, EXEC_PLAN_ENV};
-use super::plan::{read_report, Report, Reporter, SandboxPlan, VmPlanWire, REPORT_FD_ENV};
+use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
 use super::vm::VmPlan;
 use super::SandboxError;
 use crate::agent::{AgentClient, Timeouts};
@@ -118,10 +118,21 @@ fn write_pid_file(path: &Path, pid: u32) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io(format!("write the pid file {}", path.display()), e))
 }
 
-/// Kills and reaps a started child that failed.
-fn abandon(mut child: Child) {
+/// Waits for a started child's report; a child that failed or did not report in
+/// time is killed and reaped.
+fn await_report(
+    mut child: Child,
+    report: OwnedFd,
+    timeout: Duration,
+) -> Result<Child, RuntimeError> {
+    let failure = match read_report(report, timeout) {
+        Ok(Report::Up { .. }) => return Ok(child),
+        Ok(Report::Failed(msg)) => RuntimeError::Sandbox(msg),
+        Err(e) => sandbox_err(e),
+    };
     let _ = child.kill();
     let _ = child.wait();
+    Err(failure)
 }
 
 /// Boots the sandbox for a container whose state (status Creating) is in the store,
@@ -138,7 +149,7 @@ pub fn create(
     let config = &state.config;
     let plan = SandboxPlan {
         id: state.id.clone(),
-        vm: VmPlanWire {
+        vm: VmPlan {
             kernel: config.kernel.clone(),
             initramfs: config.initramfs.clone(),
             vcpus: config.vcpus,
@@ -161,17 +172,7 @@ pub fn create(
     let (child, report) =
         spawn_reporting(SANDBOX_COMMAND, &[dir.as_os_str()], &[], opts.preserve_fds)?;
     let wait = config.boot_timeout + config.virtiofsd_timeout + REPORT_SLACK;
-    match read_report(report, wait) {
-        Ok(Report::Up { .. }) => {}
-        Ok(Report::Failed(msg)) => {
-            abandon(child);
-            return Err(RuntimeError::Sandbox(msg));
-        }
-        Err(e) => {
-            abandon(child);
-            return Err(sandbox_err(e));
-        }
-    }
+    let child = await_report(child, report, wait)?;
     let pid = child.id();
     state.pid = Some(pid as i32);
     state.pid_start_time = match process_start_time(pid as i32) {
@@ -242,17 +243,7 @@ pub fn exec(
         &[(EXEC_PLAN_ENV, json)],
         opts.preserve_fds,
     )?;
-    match read_report(report, state.config.request_timeout + REPORT_SLACK) {
-        Ok(Report::Up { .. }) => {}
-        Ok(Report::Failed(msg)) => {
-            abandon(child);
-            return Err(RuntimeError::Sandbox(msg));
-        }
-        Err(e) => {
-            abandon(child);
-            return Err(sandbox_err(e));
-        }
-    }
+    let child = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, child.id())?;
     }

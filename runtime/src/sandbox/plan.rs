@@ -19,7 +19,7 @@ pub struct SandboxPlan {
     /// The container's ID.
     pub id: String,
     /// The VM.
-    pub vm: VmPlanWire,
+    pub vm: VmPlan,
     /// The bundle's config.json.
     pub spec: serde_json::Value,
     /// Where the engine wants the terminal's master, when the process has one.
@@ -28,42 +28,6 @@ pub struct SandboxPlan {
     pub boot_timeout: Duration,
     /// How long one agent request may take.
     pub request_timeout: Duration,
-}
-
-/// [`VmPlan`] on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VmPlanWire {
-    /// Guest kernel.
-    pub kernel: PathBuf,
-    /// Initramfs.
-    pub initramfs: PathBuf,
-    /// vCPUs.
-    pub vcpus: u8,
-    /// Memory, MiB.
-    pub memory_mib: u64,
-    /// virtiofsd.
-    pub virtiofsd: PathBuf,
-    /// virtiofsd's start-up limit.
-    pub virtiofsd_timeout: Duration,
-    /// The root file system on the host.
-    pub rootfs: PathBuf,
-    /// The container's state directory.
-    pub dir: PathBuf,
-}
-
-impl From<VmPlanWire> for VmPlan {
-    fn from(w: VmPlanWire) -> VmPlan {
-        VmPlan {
-            kernel: w.kernel,
-            initramfs: w.initramfs,
-            vcpus: w.vcpus,
-            memory_mib: w.memory_mib,
-            virtiofsd: w.virtiofsd,
-            virtiofsd_timeout: w.virtiofsd_timeout,
-            rootfs: w.rootfs,
-            dir: w.dir,
-        }
-    }
 }
 
 /// What a started process reports once: up (with the guest PID of the process it

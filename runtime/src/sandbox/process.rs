@@ -10,7 +10,7 @@
 
 use super::plan::{Report, Reporter, SandboxPlan};
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
-use super::vm::{SandboxVm, VmEvent, VmPlan, GUEST_ROOTFS};
+use super::vm::{SandboxVm, VmEvent, GUEST_ROOTFS};
 use super::SandboxError;
 use crate::agent::Timeouts;
 use husk_agent::protocol::ExitStatus;
@@ -107,8 +107,8 @@ impl Sandbox {
                 let _ = vm_tx.send(Event::Vm(e));
             }
         });
-        let vm_plan: VmPlan = plan.vm.clone().into();
-        let mut vm = SandboxVm::boot(&vm_plan, vm_events)?;
+        let vm_plan = &plan.vm;
+        let mut vm = SandboxVm::boot(vm_plan, vm_events)?;
         match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Event::Vm(VmEvent::AgentReady)) => {}
             Ok(Event::Vm(VmEvent::Ended(why))) => {

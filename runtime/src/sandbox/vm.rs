@@ -27,7 +27,7 @@ const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=rootfs";
 const CONSOLE_LOG_MAX: u64 = 1 << 20;
 
 /// Everything needed to boot a sandbox's VM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmPlan {
     /// Guest kernel.
     pub kernel: PathBuf,
