@@ -27,4 +27,4 @@ for suite in smoke vmm_boot vsock virtiofs oci_cli podman; do
     [ -x "$bin" ] || { echo "run.sh: cannot find the $suite test binary" >&2; exit 1; }
     suites+=("$bin")
 done
-target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "${suites[@]}"
+target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1800}" -- tests/e2e.sh "${suites[@]}"
