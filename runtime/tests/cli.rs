@@ -164,8 +164,8 @@ fn missing_rootfs_is_clear_and_leaves_nothing() {
 
 #[test]
 fn failed_sandbox_create_leaves_nothing() {
-    // With the sandbox stubbed (or failing to boot), create reports its error and
-    // removes the container it had recorded.
+    // The sandbox fails (its virtiofsd, /bin/true, exits at once): create reports
+    // the error and removes the container it had recorded.
     let env = Env::new();
     let bundle = env.bundle("b", GOOD, true);
     let out = env.husk(&[
@@ -176,7 +176,7 @@ fn failed_sandbox_create_leaves_nothing() {
         "/dev/null",
         "c1",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_fails(&out, "virtiofsd exited during start-up");
     env.assert_store_empty();
 }
 
@@ -254,8 +254,9 @@ fn dead_sandbox_reads_as_stopped_and_deletes() {
 #[test]
 fn running_container_needs_force_to_delete() {
     let env = Env::new();
-    // This test process stands in for a live sandbox.
-    let me = std::process::id() as i32;
+    // A child stands in for a live sandbox process: `delete --force` kills it.
+    let mut stand_in = Command::new("sleep").arg("1000").spawn().unwrap();
+    let me = stand_in.id() as i32;
     let ProcessState::Alive { start_time } = process_start_time(me) else {
         panic!()
     };
@@ -271,6 +272,8 @@ fn running_container_needs_force_to_delete() {
     assert_fails(&env.husk(&["kill", "c1", "SIGNOPE"]), "invalid signal");
     assert!(env.husk(&["delete", "--force", "c1"]).status.success());
     env.assert_store_empty();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(stand_in.wait().unwrap().signal(), Some(9));
 }
 
 #[test]

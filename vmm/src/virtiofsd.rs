@@ -93,6 +93,7 @@ pub struct Virtiofsd {
     shared_dir: PathBuf,
     stderr: Arc<Mutex<VecDeque<String>>>,
     ended: Option<ExitStatus>,
+    stopped: bool,
 }
 
 impl Virtiofsd {
@@ -166,6 +167,7 @@ impl Virtiofsd {
             shared_dir: config.shared_dir.clone(),
             stderr,
             ended: None,
+            stopped: false,
         };
         let stream = daemon.connect(config.start_timeout)?;
         Ok((daemon, stream))
@@ -236,13 +238,19 @@ impl Virtiofsd {
     /// Stops virtiofsd, every process of it: SIGTERM to its process group, then
     /// SIGKILL to what is left after a grace period. Removes the socket.
     pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
         let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
         use nix::sys::signal::{kill, Signal};
         if self.check_exit().is_none() {
             let _ = kill(group, Signal::SIGTERM);
             self.wait_exit(STOP_GRACE);
         }
-        // The group outlives its leader when the sandboxed child lingers.
+        // The group outlives its leader when the sandboxed child lingers. The
+        // leader is not reaped yet unless it ended on its own, so the group id is
+        // still reserved.
         let _ = kill(group, Signal::SIGKILL);
         if self.ended.is_none() {
             self.ended = self.child.wait().ok();

@@ -95,13 +95,18 @@ pub fn run(plan: &ExecPlan, reporter: &mut Reporter) -> Result<i32, SandboxError
         Stdio::Inherited
     };
     let (relay, pty) = attach(&process, timeouts, stdio)?;
-    reporter.send(&Report::Up { guest_pid });
+    if !reporter.send(&Report::Up { guest_pid }) {
+        // `exec` is gone: nobody waits for this process; end it.
+        let _ = agent.signal(&plan.container_id, Some(&plan.exec_id), 9);
+        return Err(SandboxError::DiedEarly);
+    }
     let forwarder = process.clone();
     std::thread::spawn(move || forward_signals(signals, &forwarder, timeouts, pty));
     let status = agent
         .wait(&plan.container_id, Some(&plan.exec_id), None)
         .map_err(|e| SandboxError::Agent("wait for the process".into(), e))?;
-    relay.finish();
+    // Output left behind by a process it started may never end: drain, bounded.
+    relay.finish_within(super::process::DRAIN);
     Ok(exit_code(status))
 }
 

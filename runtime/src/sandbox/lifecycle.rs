@@ -171,7 +171,9 @@ pub fn create(
         .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
     let (child, report) =
         spawn_reporting(SANDBOX_COMMAND, &[dir.as_os_str()], &[], opts.preserve_fds)?;
-    let wait = config.boot_timeout + config.virtiofsd_timeout + REPORT_SLACK;
+    // Boot, then the container's creation and its three stdio streams.
+    let wait =
+        config.boot_timeout + config.virtiofsd_timeout + config.request_timeout * 4 + REPORT_SLACK;
     let child = await_report(child, report, wait)?;
     let pid = child.id();
     state.pid = Some(pid as i32);
@@ -361,6 +363,19 @@ pub fn hidden_main(command: &str, args: &[String]) -> Option<i32> {
     match command {
         SANDBOX_COMMAND => {
             let dir = args.first().map(PathBuf::from)?;
+            // The VMM's and virtiofsd's own messages go to the container's
+            // sandbox.log (its stderr is the container's).
+            if let Ok(file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("sandbox.log"))
+            {
+                let _ = tracing_subscriber::fmt()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .with_max_level(tracing::Level::INFO)
+                    .try_init();
+            }
             Some(super::process::run(&dir))
         }
         EXEC_COMMAND => {

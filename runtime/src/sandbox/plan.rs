@@ -76,14 +76,18 @@ impl Reporter {
         Reporter(None)
     }
 
-    /// Sends the report and closes the pipe.
-    pub fn send(&mut self, report: &Report) {
-        if let Some(mut pipe) = self.0.take() {
-            if let Ok(mut line) = serde_json::to_vec(report) {
-                line.push(b'\n');
-                let _ = pipe.write_all(&line);
-            }
-        }
+    /// Sends the report and closes the pipe. False if the reader is gone (the
+    /// command that started this process was killed or gave up); true without a
+    /// pipe.
+    pub fn send(&mut self, report: &Report) -> bool {
+        let Some(mut pipe) = self.0.take() else {
+            return true;
+        };
+        let Ok(mut line) = serde_json::to_vec(report) else {
+            return false;
+        };
+        line.push(b'\n');
+        pipe.write_all(&line).is_ok()
     }
 }
 

@@ -32,7 +32,7 @@ const FORWARDED: [Signal; 7] = [
 ];
 /// How long output may keep flowing after the process exited (a process it left
 /// behind may hold its stdout); then the VM stops, which ends every stream.
-const DRAIN: Duration = Duration::from_secs(2);
+pub const DRAIN: Duration = Duration::from_secs(2);
 /// The exit status the sandbox reports when the VM ended before the container did.
 pub const VM_LOST_STATUS: i32 = 255;
 
@@ -118,7 +118,13 @@ impl Sandbox {
                     vm_plan.dir.join("console.log").display()
                 )))
             }
-            _ => return Err(SandboxError::Timeout("boot", plan.boot_timeout)),
+            _ => {
+                return Err(SandboxError::Vm(format!(
+                    "the guest did not boot within {:?}; see {}",
+                    plan.boot_timeout,
+                    vm_plan.dir.join("console.log").display()
+                )))
+            }
         }
         let timeouts = Timeouts {
             connect: plan.request_timeout,
@@ -154,7 +160,10 @@ impl Sandbox {
             Stdio::Inherited
         };
         let (relay, pty) = attach(&process, timeouts, stdio)?;
-        reporter.send(&Report::Up { guest_pid });
+        if !reporter.send(&Report::Up { guest_pid }) {
+            // `create` is gone (killed, or timed out): nobody owns this sandbox.
+            return Err(SandboxError::DiedEarly);
+        }
 
         let waiter = process.clone();
         std::thread::spawn(move || {
@@ -194,15 +203,8 @@ impl Sandbox {
             }
         };
         // Let the output drain, bounded; stopping the VM ends every stream.
-        let (done_tx, done_rx) = mpsc::channel();
-        let relay = self.relay;
-        std::thread::spawn(move || {
-            relay.finish();
-            let _ = done_tx.send(());
-        });
-        let _ = done_rx.recv_timeout(DRAIN);
+        let _ = self.relay.finish_within(DRAIN);
         self.vm.stop();
-        let _ = done_rx.recv_timeout(DRAIN);
         match status {
             Some(ExitStatus {
                 exit_code: Some(code),
@@ -222,6 +224,9 @@ fn die_by(sig: i32) -> i32 {
     if let Ok(signal) = Signal::try_from(sig) {
         let mut set = SigSet::empty();
         set.add(signal);
+        // The container's crash is not the VMM's: no core dump of this process (and
+        // of the guest's memory) on the host.
+        let _ = nix::sys::prctl::set_dumpable(false);
         // SAFETY: restoring the default disposition of one signal; no handler runs.
         let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
         let _ = set.thread_unblock();

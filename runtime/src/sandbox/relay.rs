@@ -129,6 +129,18 @@ impl Relay {
             let _ = thread.join();
         }
     }
+
+    /// Waits at most `limit` for the output to be relayed (a process the guest
+    /// process left behind may hold its output open for ever); the relay threads
+    /// are left to the process's exit after that.
+    pub fn finish_within(self, limit: std::time::Duration) -> bool {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            self.finish();
+            let _ = done.send(());
+        });
+        finished.recv_timeout(limit).is_ok()
+    }
 }
 
 /// How a process's stdio reaches the host.
