@@ -45,9 +45,14 @@ pub struct ShareGuest {
 
 impl ShareGuest {
     /// Copies the checker into `share` and boots a guest (2 vCPUs, 512 MiB) sharing
-    /// it; sockets and husk-vmm's stderr go to `work`. Each checker run may take up
-    /// to `timeout`.
-    pub fn boot(work: &Path, share: &Path, timeout: Duration) -> Result<ShareGuest, String> {
+    /// it with virtiofsd's cache policy `cache`; sockets and husk-vmm's stderr go to
+    /// `work`. Each checker run may take up to `timeout`.
+    pub fn boot(
+        work: &Path,
+        share: &Path,
+        cache: &str,
+        timeout: Duration,
+    ) -> Result<ShareGuest, String> {
         std::fs::copy(checker()?, share.join("husk-checker"))
             .map_err(|e| format!("copy the checker into {}: {e}", share.display()))?;
         let image = GuestImage::from_env();
@@ -67,6 +72,7 @@ impl ShareGuest {
             .arg(virtiofsd()?);
         cmd.arg("--virtiofsd-socket")
             .arg(work.join("virtiofsd.sock"));
+        cmd.args(["--virtiofsd-cache", cache]);
         let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
         cmd.stderr(log);
         let mut vm = ConsoleVm::spawn(cmd).map_err(|e| format!("start husk-vmm: {e}"))?;

@@ -27,8 +27,16 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 struct FsGuest(ShareGuest);
 
 impl FsGuest {
+    /// A guest with virtiofsd's default cache policy (`auto`: the guest may keep
+    /// what it looked up for a second).
     fn boot(work: &Path, share: &Path) -> FsGuest {
-        FsGuest(ShareGuest::boot(work, share, RUN_TIMEOUT).unwrap())
+        FsGuest(ShareGuest::boot(work, share, "auto", RUN_TIMEOUT).unwrap())
+    }
+
+    /// A guest that sees changes made on the host at once (`--virtiofsd-cache
+    /// never`), as a user who edits a share from both sides would configure it.
+    fn boot_coherent(work: &Path, share: &Path) -> FsGuest {
+        FsGuest(ShareGuest::boot(work, share, "never", RUN_TIMEOUT).unwrap())
     }
 
     /// Runs the checker in the guest; panics unless it exits 0. Returns its stdout.
@@ -132,7 +140,8 @@ fn files_modes_owners_and_xattrs_cross_both_ways() {
     std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::chown(&host_file, Some(1234), Some(5678)).unwrap();
     set_xattr(&host_file, "user.husk", "from-host");
-    let mut guest = FsGuest::boot(&work.dir, &share);
+    // Host-side renames and unlinks are checked right after they happen.
+    let mut guest = FsGuest::boot_coherent(&work.dir, &share);
 
     // Host to guest.
     let stat = guest.check(&["stat", "/from-host"]);

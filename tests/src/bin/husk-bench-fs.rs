@@ -114,8 +114,8 @@ fn run(cli: &Cli, work: &Path) -> anyhow::Result<()> {
 
     let host = measure(cli, &share_str, &mut |args| host_check(args))?;
 
-    let mut guest =
-        ShareGuest::boot(work, &share, Duration::from_secs(600)).map_err(anyhow::Error::msg)?;
+    let mut guest = ShareGuest::boot(work, &share, "auto", Duration::from_secs(600))
+        .map_err(anyhow::Error::msg)?;
     let measured = measure(cli, "", &mut |args| {
         guest.check(args).map_err(anyhow::Error::msg)
     });
