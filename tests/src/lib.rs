@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod console;
 pub mod guest_exec;
 pub mod guest_image;
+pub mod ratio_table;
 pub mod scratch_fs;
 pub mod share_guest;
 pub mod testbed;

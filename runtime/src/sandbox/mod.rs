@@ -35,6 +35,9 @@ pub enum SandboxError {
     /// virtiofsd could not serve the root file system.
     #[error("the root file system's virtiofsd")]
     Virtiofsd(#[from] husk_vmm::virtiofsd::VirtiofsdError),
+    /// The virtio-fs device could not talk to virtiofsd.
+    #[error("the root file system's virtio-fs device")]
+    Fs(#[from] husk_vmm::devices::virtio::fs::FsError),
     /// The VM could not be built, or ended.
     #[error("{0}")]
     Vm(String),
@@ -56,7 +59,4 @@ pub enum SandboxError {
     /// The started process ended without reporting.
     #[error("the sandbox process exited before reporting (see sandbox.log and console.log in the container's state directory)")]
     DiedEarly,
-    /// The started process reported a failure.
-    #[error("{0}")]
-    Reported(String),
 }

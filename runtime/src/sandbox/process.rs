@@ -46,16 +46,6 @@ enum Event {
 /// gives back the status to exit with. Never returns early without reporting.
 pub fn run(dir: &Path) -> i32 {
     let mut reporter = Reporter::from_env();
-    let log = |msg: &str| {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("sandbox.log"))
-        {
-            let _ = writeln!(f, "{msg}");
-        }
-    };
     let plan: SandboxPlan = match std::fs::read(dir.join("sandbox.json"))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -63,16 +53,16 @@ pub fn run(dir: &Path) -> i32 {
         Ok(plan) => plan,
         Err(e) => {
             let msg = format!("cannot read the sandbox plan in {}: {e}", dir.display());
-            log(&msg);
+            tracing::error!("{msg}");
             reporter.send(&Report::Failed(msg));
             return 1;
         }
     };
     match Sandbox::start(&plan, &mut reporter) {
-        Ok(sandbox) => sandbox.wait(&log),
+        Ok(sandbox) => sandbox.wait(),
         Err(e) => {
             let msg = husk_agent::server::log::error_chain(&e);
-            log(&msg);
+            tracing::error!("{msg}");
             reporter.send(&Report::Failed(msg));
             1
         }
@@ -183,19 +173,17 @@ impl Sandbox {
 
     /// Waits for the container's process to exit (or the VM to end); gives back the
     /// status to exit with.
-    fn wait(mut self, log: &dyn Fn(&str)) -> i32 {
+    fn wait(mut self) -> i32 {
         let status = loop {
             match self.events.recv() {
                 Ok(Event::Exited(Ok(status))) => break Some(status),
                 Ok(Event::Exited(Err(e))) => {
-                    log(&format!("lost the container's process: {e}"));
+                    tracing::error!("lost the container's process: {e}");
                     break None;
                 }
                 Ok(Event::Vm(VmEvent::Ended(why))) => {
-                    log(&format!(
-                        "the VM ended before the container: {}",
-                        self.vm.explain(&why)
-                    ));
+                    let why = self.vm.explain(&why);
+                    tracing::error!("the VM ended before the container: {why}");
                     break None;
                 }
                 Ok(Event::Vm(VmEvent::AgentReady)) => {}
@@ -207,13 +195,10 @@ impl Sandbox {
         self.vm.stop();
         match status {
             Some(ExitStatus {
-                exit_code: Some(code),
-                ..
-            }) => code,
-            Some(ExitStatus {
                 signal: Some(sig), ..
             }) => die_by(sig),
-            _ => VM_LOST_STATUS,
+            Some(status) => super::exec::exit_code(status),
+            None => VM_LOST_STATUS,
         }
     }
 }

@@ -87,8 +87,7 @@ impl SandboxVm {
             cache: "auto".into(),
         })?;
         let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());
-        let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)
-            .map_err(|e| SandboxError::Vm(e.to_string()))?;
+        let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)?;
         let devices: Vec<Box<dyn VirtioDevice>> = vec![
             Box::new(Rng::new()),
             Box::new(

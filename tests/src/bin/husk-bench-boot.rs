@@ -124,21 +124,15 @@ fn main() -> anyhow::Result<()> {
         "\nBoot to agent readiness, {} runs each, {} MiB guest, 1 vCPU (medians)\n",
         cli.runs, cli.mem
     );
-    println!("| metric | husk-vmm | QEMU microvm | husk / QEMU |");
-    println!("|---|---:|---:|---:|");
-    let rows = [
-        ("VMM start to agent ready (ms)", 0),
-        ("kernel start to agent ready, guest clock (ms)", 1),
-        ("VMM's own memory after boot, RssAnon+RssFile (MiB)", 2),
-        ("total resident after boot, VmRSS (MiB)", 3),
-    ];
-    for (name, i) in rows {
-        println!(
-            "| {name} | {:.1} | {:.1} | {:.2} |",
-            h[i],
-            q[i],
-            h[i] / q[i]
-        );
-    }
+    let row = |name, i: usize| (name, h[i], q[i]);
+    husk_tests::ratio_table::print(
+        ["husk-vmm", "QEMU microvm", "husk / QEMU"],
+        &[
+            row("VMM start to agent ready (ms)", 0),
+            row("kernel start to agent ready, guest clock (ms)", 1),
+            row("VMM's own memory after boot, RssAnon+RssFile (MiB)", 2),
+            row("total resident after boot, VmRSS (MiB)", 3),
+        ],
+    );
     Ok(())
 }

@@ -175,24 +175,26 @@ fn main() -> anyhow::Result<()> {
         "\nvsock, host <-> agent, {} MiB each way, {} round trips, 2 vCPUs\n",
         cli.mib, cli.round_trips
     );
-    println!("| metric | husk-vmm (userspace, hybrid) | QEMU (vhost-vsock) | husk / QEMU |");
-    println!("|---|---:|---:|---:|");
-    let rows = [
-        ("host to guest (MiB/s)", husk.up_mib_s, qemu.up_mib_s),
-        ("guest to host (MiB/s)", husk.down_mib_s, qemu.down_mib_s),
-        (
-            "request round trip, median (µs)",
-            husk.rtt_median_us,
-            qemu.rtt_median_us,
-        ),
-        (
-            "request round trip, p99 (µs)",
-            husk.rtt_p99_us,
-            qemu.rtt_p99_us,
-        ),
-    ];
-    for (name, h, q) in rows {
-        println!("| {name} | {h:.1} | {q:.1} | {:.2} |", h / q);
-    }
+    husk_tests::ratio_table::print(
+        [
+            "husk-vmm (userspace, hybrid)",
+            "QEMU (vhost-vsock)",
+            "husk / QEMU",
+        ],
+        &[
+            ("host to guest (MiB/s)", husk.up_mib_s, qemu.up_mib_s),
+            ("guest to host (MiB/s)", husk.down_mib_s, qemu.down_mib_s),
+            (
+                "request round trip, median (µs)",
+                husk.rtt_median_us,
+                qemu.rtt_median_us,
+            ),
+            (
+                "request round trip, p99 (µs)",
+                husk.rtt_p99_us,
+                qemu.rtt_p99_us,
+            ),
+        ],
+    );
     Ok(())
 }
