@@ -116,6 +116,22 @@ impl ConsoleVm {
         }
     }
 
+    /// What a failure report needs: whether the VMM still runs, the state of each of
+    /// its threads (see [`thread_states`]) and the last lines of the guest console.
+    pub fn post_mortem(&mut self) -> String {
+        self.collect();
+        let vmm = match self.try_status() {
+            Some(status) => format!("the VMM ended: {status}"),
+            None => "the VMM still runs".to_owned(),
+        };
+        let console = &self.transcript[self.transcript.len().saturating_sub(POST_MORTEM_LINES)..];
+        format!(
+            "{vmm}\n--- its threads:\n{}\n--- guest console (last lines):\n{}",
+            thread_states(self.pid()),
+            console.join("\n")
+        )
+    }
+
     fn failure(&self, what: &str) -> String {
         format!("{what}; console so far:\n{}", self.transcript.join("\n"))
     }
@@ -128,4 +144,41 @@ impl Drop for ConsoleVm {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Lines of console or log a failure report shows.
+pub const POST_MORTEM_LINES: usize = 40;
+
+/// One line per thread of process `pid`: name, scheduler state, and where the kernel
+/// has it waiting. A vCPU thread asleep in user space is blocked on a lock of the VMM;
+/// one running (`R`) while the guest prints RCU stalls is stuck below the VMM.
+pub fn thread_states(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("(no /proc/{pid})");
+    };
+    let mut lines = Vec::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let stat = read("stat");
+        // The state is the first field after the parenthesized name.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("?");
+        let stack: Vec<String> = read("stack")
+            .lines()
+            .take(4)
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .collect();
+        lines.push(format!(
+            "{} {state} wchan={} stack={}",
+            read("comm").trim(),
+            read("wchan"),
+            stack.join(" < ")
+        ));
+    }
+    lines.sort();
+    lines.join("\n")
 }

@@ -2,7 +2,7 @@
 //! and `husk-checker` run in it as container processes whose root is that share.
 //! Shared by the virtio-fs suite and benchmark.
 
-use crate::console::ConsoleVm;
+use crate::console::{ConsoleVm, POST_MORTEM_LINES};
 use crate::guest_exec::{self, Ran};
 use crate::guest_image::GuestImage;
 use crate::vm_command::{self, Boot};
@@ -44,7 +44,7 @@ pub struct ShareGuest {
 }
 
 impl ShareGuest {
-    /// Copies the checker into `share` and boots a guest (2 vCPUs, 512 MiB) sharing
+    /// Copies the checker into `share` and boots a guest (1 vCPU, 512 MiB) sharing
     /// it with virtiofsd's cache policy `cache`; sockets and husk-vmm's stderr go to
     /// `work`. Each checker run may take up to `timeout`.
     pub fn boot(
@@ -61,7 +61,10 @@ impl ShareGuest {
         let mut cmd = vm_command::husk_vmm(Boot {
             kernel: &image.kernel,
             initrd: &image.initrd,
-            vcpus: 2,
+            // One vCPU: the testbed's nested KVM now and then leaves a halted vCPU
+            // asleep while another spins waiting for it (docs/testing.md); these
+            // tests need no SMP.
+            vcpus: 1,
             mem_mib: 512,
             extra_cmdline: "husk.share=rootfs",
         });
@@ -73,6 +76,9 @@ impl ShareGuest {
         cmd.arg("--virtiofsd-socket")
             .arg(work.join("virtiofsd.sock"));
         cmd.args(["--virtiofsd-cache", cache]);
+        if let Ok(level) = std::env::var("HUSK_TEST_VMM_LOG") {
+            cmd.args(["--log-level", &level]);
+        }
         let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
         cmd.stderr(log);
         let mut vm = ConsoleVm::spawn(cmd).map_err(|e| format!("start husk-vmm: {e}"))?;
@@ -103,7 +109,20 @@ impl ShareGuest {
         argv.extend_from_slice(args);
         let id = format!("check-{}", self.runs);
         guest_exec::run(&self.vsock, &id, GUEST_ROOTFS, &argv, self.timeout)
-            .map_err(|e| format!("checker {args:?}: {e}"))
+            .map_err(|e| format!("checker {args:?}: {e}\n{}", self.post_mortem()))
+    }
+
+    /// What a failure report needs: [`ConsoleVm::post_mortem`] and the end of
+    /// husk-vmm's stderr.
+    pub fn post_mortem(&mut self) -> String {
+        let stderr = self.vmm_stderr();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(POST_MORTEM_LINES)..];
+        format!(
+            "{}\n--- husk-vmm stderr (last lines):\n{}",
+            self.vm.post_mortem(),
+            tail.join("\n")
+        )
     }
 
     /// Runs the checker and gives back its stdout, trimmed; an error unless it exits 0.

@@ -50,6 +50,9 @@ impl FsGuest {
 
     fn power_off(self) {
         let stderr = self.0.vmm_stderr();
+        if !stderr.trim().is_empty() {
+            eprintln!("husk-vmm said:\n{stderr}");
+        }
         let status = self.0.power_off().unwrap();
         assert!(status.success(), "husk-vmm: {status}; {stderr}");
     }

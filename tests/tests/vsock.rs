@@ -101,18 +101,22 @@ fn a_port_nobody_listens_on_is_refused_by_name() {
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn a_hundred_mib_each_way_arrive_intact() {
-    let guest = boot("stream", 2);
+    let mut guest = boot("stream", 2);
     let mut agent = client(&guest.socket);
     let bytes = 100 * MIB;
 
     let start = Instant::now();
     let data = StreamGenerator::new(7).take(bytes);
-    let digest = agent.stream_sink(bytes, data).expect("host to guest");
+    let digest = agent
+        .stream_sink(bytes, data)
+        .unwrap_or_else(|e| panic!("host to guest: {e}\n{}", guest.vm.post_mortem()));
     let up = start.elapsed();
     assert_eq!(digest.bytes, bytes);
 
     let start = Instant::now();
-    let got = agent.stream_source(bytes, 11).expect("guest to host");
+    let got = agent
+        .stream_source(bytes, 11)
+        .unwrap_or_else(|e| panic!("guest to host: {e}\n{}", guest.vm.post_mortem()));
     let down = start.elapsed();
     assert_eq!(got, bytes);
 

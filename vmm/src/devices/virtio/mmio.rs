@@ -181,9 +181,6 @@ impl MmioTransport {
         self.status
     }
 
-    /// Queue `index` was notified: consumes the pending notifications on its eventfd and
-    /// lets the device process the queue. Ignored before activation and for queues the
-    /// device does not have.
     /// The device's backend descriptor, for the event loop (see
     /// [`VirtioDevice::backend_fd`]).
     pub fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -195,6 +192,9 @@ impl MmioTransport {
         self.device.process_backend();
     }
 
+    /// Queue `index` was notified: consumes the pending notifications on its eventfd and
+    /// lets the device process the queue. Ignored before activation and for queues the
+    /// device does not have.
     pub fn process_queue(&mut self, index: usize) {
         let Some(evt) = self.queue_evts.get(index) else {
             return;
