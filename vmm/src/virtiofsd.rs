@@ -140,10 +140,22 @@ impl Virtiofsd {
             // serves is a child of the one started here, and outlives it if only the
             // parent is signalled.
             .process_group(0);
-        // SAFETY: the closure only calls prctl and sigprocmask, which are
+        // SAFETY: the closure only calls close_range, prctl and sigprocmask, which are
         // async-signal-safe.
         unsafe {
             command.pre_exec(|| {
+                // Nothing the VMM inherited (an engine's pipes, preserved descriptors)
+                // reaches virtiofsd: every descriptor from 3 up closes at exec. Marking
+                // rather than closing keeps std's own exec-error pipe working.
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // The VMM blocks its stop signals; virtiofsd must still take SIGTERM.
                 nix::sys::signal::SigSet::empty()
                     .thread_set_mask()

@@ -133,3 +133,32 @@ fn the_real_virtiofsd_starts_and_stops() {
     }
     assert!(!config.socket.exists());
 }
+
+#[test]
+fn inherited_descriptors_do_not_reach_virtiofsd() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let s = Scratch::new("fds");
+    // A descriptor without close-on-exec, as an engine may leave to the VMM.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let leaked = OwnedFd::from(nix::unistd::dup(&file).unwrap());
+    nix::fcntl::fcntl(
+        &leaked,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let listing = s.dir.join("fds");
+    let config = s.config(s.script(&format!("ls /proc/$$/fd > {}; exit 3", listing.display())));
+    let err = Virtiofsd::start(&config).unwrap_err();
+    assert!(matches!(err, VirtiofsdError::Exited { .. }), "{err}");
+    let fds: Vec<i32> = std::fs::read_to_string(&listing)
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|fd| fd.parse().ok())
+        .collect();
+    assert!(fds.contains(&2), "the listing works: {fds:?}");
+    assert!(
+        !fds.contains(&leaked.as_raw_fd()),
+        "descriptor {} reached virtiofsd: {fds:?}",
+        leaked.as_raw_fd()
+    );
+}
