@@ -140,22 +140,11 @@ impl Virtiofsd {
             // serves is a child of the one started here, and outlives it if only the
             // parent is signalled.
             .process_group(0);
-        // SAFETY: the closure only calls close_range, prctl and sigprocmask, which are
+        // SAFETY: the closure only calls close_range, sigprocmask and prctl, which are
         // async-signal-safe.
         unsafe {
             command.pre_exec(|| {
-                // Nothing the VMM inherited (an engine's pipes, preserved descriptors)
-                // reaches virtiofsd: every descriptor from 3 up closes at exec. Marking
-                // rather than closing keeps std's own exec-error pipe working.
-                if libc::syscall(
-                    libc::SYS_close_range,
-                    3u32,
-                    u32::MAX,
-                    libc::CLOSE_RANGE_CLOEXEC,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                close_inherited_at_exec()?;
                 // The VMM blocks its stop signals; virtiofsd must still take SIGTERM.
                 nix::sys::signal::SigSet::empty()
                     .thread_set_mask()
@@ -306,6 +295,26 @@ pub fn find_binary() -> Option<PathBuf> {
     on_path
         .chain([PathBuf::from("/usr/libexec/virtiofsd")])
         .find(|p| is_executable(p))
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so that nothing the VMM inherited
+/// (an engine's pipes, preserved descriptors) reaches a program it starts. Marking
+/// rather than closing keeps std's own exec-error pipe working. Async-signal-safe: one
+/// system call, for `pre_exec`.
+fn close_inherited_at_exec() -> std::io::Result<()> {
+    // SAFETY: close_range takes plain integers and touches no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -136,11 +136,11 @@ fn the_real_virtiofsd_starts_and_stops() {
 
 #[test]
 fn inherited_descriptors_do_not_reach_virtiofsd() {
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     let s = Scratch::new("fds");
     // A descriptor without close-on-exec, as an engine may leave to the VMM.
     let file = std::fs::File::open("/dev/null").unwrap();
-    let leaked = OwnedFd::from(nix::unistd::dup(&file).unwrap());
+    let leaked = nix::unistd::dup(&file).unwrap();
     nix::fcntl::fcntl(
         &leaked,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
