@@ -28,8 +28,8 @@ for suite in smoke vmm_boot vsock virtiofs oci_cli podman; do
     suites+=("$bin")
 done
 # The testbed hang (docs/testing.md): under the nested emulation a guest doing
-# sustained, memory-heavy I/O now and then hangs below the VMM. The two tests that
-# stream hundreds of MiB are left out of the default run; `HUSK_E2E_SKIP= tests/run.sh`
-# runs them.
-export HUSK_E2E_SKIP=${HUSK_E2E_SKIP-"a_hundred_mib_each_way_arrive_intact a_256_mib_file_checksums_the_same_on_both_sides"}
+# sustained, memory-heavy I/O now and then hangs below the VMM. The 256 MiB virtio-fs
+# check, the one test still exposed to it (about one run in eight), is left out of the
+# default run; `HUSK_E2E_SKIP= tests/run.sh` runs it.
+export HUSK_E2E_SKIP=${HUSK_E2E_SKIP-"a_256_mib_file_checksums_the_same_on_both_sides"}
 target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1800}" -- tests/e2e.sh "${suites[@]}"

@@ -101,7 +101,9 @@ fn a_port_nobody_listens_on_is_refused_by_name() {
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn a_hundred_mib_each_way_arrive_intact() {
-    let mut guest = boot("stream", 2);
+    // One vCPU: with two, the testbed's nested KVM now and then leaves one halted
+    // while the other spins (docs/testing.md, "The testbed hang").
+    let mut guest = boot("stream", 1);
     let mut agent = client(&guest.socket);
     let bytes = 100 * MIB;
 
