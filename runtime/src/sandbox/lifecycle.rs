@@ -27,8 +27,20 @@ pub const SANDBOX_COMMAND: &str = "__sandbox";
 /// The hidden command that runs a detached exec's relay.
 pub const EXEC_COMMAND: &str = "__exec";
 
+/// The descriptors a sandbox process gets as its stdin, stdout and stderr, which
+/// carry the container's stdio (the shim's fifos, say).
+#[derive(Debug)]
+pub struct SandboxStdio {
+    /// The container's stdin.
+    pub stdin: OwnedFd,
+    /// The container's stdout.
+    pub stdout: OwnedFd,
+    /// The container's stderr.
+    pub stderr: OwnedFd,
+}
+
 /// `create`'s options that concern the sandbox process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     /// Where the engine wants the terminal's master.
     pub console_socket: Option<PathBuf>,
@@ -37,6 +49,8 @@ pub struct CreateOptions {
     /// Descriptors 3 .. 3+N kept open (in the sandbox process; they do not reach the
     /// guest).
     pub preserve_fds: u32,
+    /// The sandbox process's stdio; `None`: this process's own (the CLI's case).
+    pub stdio: Option<SandboxStdio>,
 }
 
 /// `exec`'s options.
@@ -78,14 +92,15 @@ fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeEr
     })
 }
 
-/// Starts `husk <command> <args>` with this process's stdio and a report pipe whose
-/// writing end sits above the preserved descriptors; gives back the child and the
-/// pipe's reading end.
+/// Starts `husk <command> <args>` with `stdio` (or this process's own) and a report
+/// pipe whose writing end sits above the preserved descriptors; gives back the child
+/// and the pipe's reading end.
 fn spawn_reporting(
     command: &str,
     args: &[&std::ffi::OsStr],
     env: &[(&str, String)],
     preserve_fds: u32,
+    stdio: Option<&SandboxStdio>,
 ) -> Result<(Child, OwnedFd), RuntimeError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::io("create the report pipe", e.into()))?;
@@ -102,6 +117,16 @@ fn spawn_reporting(
         cmd.env(k, v);
     }
     cmd.env(REPORT_FD_ENV, inheritable.as_raw_fd().to_string());
+    if let Some(stdio) = stdio {
+        let copy = |fd: &OwnedFd, name: &str| {
+            fd.try_clone()
+                .map(std::process::Stdio::from)
+                .map_err(|e| RuntimeError::io(format!("duplicate the sandbox's {name}"), e))
+        };
+        cmd.stdin(copy(&stdio.stdin, "stdin")?)
+            .stdout(copy(&stdio.stdout, "stdout")?)
+            .stderr(copy(&stdio.stderr, "stderr")?);
+    }
     let child = cmd
         .spawn()
         .map_err(|e| RuntimeError::io("start the sandbox process (/proc/self/exe)", e))?;
@@ -169,8 +194,13 @@ pub fn create(
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
     std::fs::write(&plan_path, text)
         .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
-    let (child, report) =
-        spawn_reporting(SANDBOX_COMMAND, &[dir.as_os_str()], &[], opts.preserve_fds)?;
+    let (child, report) = spawn_reporting(
+        SANDBOX_COMMAND,
+        &[dir.as_os_str()],
+        &[],
+        opts.preserve_fds,
+        opts.stdio.as_ref(),
+    )?;
     // Boot, then the container's creation and its three stdio streams.
     let wait =
         config.boot_timeout + config.virtiofsd_timeout + config.request_timeout * 4 + REPORT_SLACK;
@@ -244,6 +274,7 @@ pub fn exec(
         &[],
         &[(EXEC_PLAN_ENV, json)],
         opts.preserve_fds,
+        None,
     )?;
     let child = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
     if let Some(path) = &opts.pid_file {

@@ -23,6 +23,7 @@ pub mod vm;
 
 pub use lifecycle::{
     create, destroy, exec, hidden_main, kill, ps, start, wait, CreateOptions, ExecOptions,
+    SandboxStdio,
 };
 
 use crate::agent::ClientError;
