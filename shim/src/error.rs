@@ -63,6 +63,9 @@ pub enum ShimError {
     /// The runtime library failed (state store, bundle, sandbox).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Something inside the shim failed (a thread could not start, ...).
+    #[error("{0}")]
+    Internal(String),
     /// The sandbox did not exit in time after it was killed.
     #[error("the sandbox process {pid} of task \"{id}\" did not exit within {secs} s")]
     ExitTimeout {
@@ -86,9 +89,10 @@ impl ShimError {
             ShimError::Unsupported(_) => Code::UNIMPLEMENTED,
             ShimError::Precondition(_) => Code::FAILED_PRECONDITION,
             ShimError::Stdio { .. } => Code::INVALID_ARGUMENT,
-            ShimError::Mount { .. } | ShimError::Unmount { .. } | ShimError::ExitTimeout { .. } => {
-                Code::INTERNAL
-            }
+            ShimError::Mount { .. }
+            | ShimError::Unmount { .. }
+            | ShimError::Internal(_)
+            | ShimError::ExitTimeout { .. } => Code::INTERNAL,
             ShimError::Runtime(e) => runtime_code(e),
         }
     }

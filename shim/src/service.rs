@@ -133,13 +133,28 @@ impl Service {
         };
         // Before the sandbox exists, so that its exit cannot be missed.
         let subscription = monitor_subscribe(Topic::Pid)
-            .map_err(|e| ShimError::Precondition(format!("cannot watch for exits: {e}")))?;
+            .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
         let state =
             commands::create::create_from_bundle(&self.store()?, &p.id, &p.bundle, &opts, false)?;
         // The shim's copies of the fifos go now: the engine sees end of file when the
         // sandbox process exits.
         drop(opts);
         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        let exit = Arc::new(ExitCell::default());
+        if let Err(e) = watch_exit(
+            subscription,
+            p.id.clone(),
+            pid,
+            exit.clone(),
+            self.events.clone(),
+        ) {
+            // Nobody would see it exit: do not leave it running.
+            let _ = commands::delete::delete(&self.store()?, &p.id, true);
+            return Err(ShimError::Internal(format!(
+                "cannot start the exit watcher of task \"{}\": {e}",
+                p.id
+            )));
+        }
         let record = Arc::new(TaskRecord {
             id: p.id.clone(),
             bundle: p.bundle.clone(),
@@ -147,7 +162,7 @@ impl Service {
             pid,
             mounted_rootfs,
             started: Default::default(),
-            exit: Arc::new(ExitCell::default()),
+            exit,
         });
         self.events.send(TaskEvent::Create(TaskCreate {
             container_id: p.id.clone(),
@@ -165,16 +180,7 @@ impl Service {
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(p.id.clone(), record.clone());
-        if let Err(e) = watch_exit(
-            subscription,
-            p.id.clone(),
-            pid,
-            record.exit.clone(),
-            self.events.clone(),
-        ) {
-            tracing::error!("task {}: cannot start its exit watcher: {e}", p.id);
-        }
+            .insert(p.id.clone(), record);
         Ok(pid)
     }
 

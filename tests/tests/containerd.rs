@@ -45,16 +45,16 @@ fn containerd() -> &'static Containerd {
         let config = dir.join("config.toml");
         std::fs::write(&config, containerd_config(&dir)).unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
             .arg(&config)
             .env("PATH", search_path(&dir))
             .env("HUSK_CONFIG", husk_config(&dir.join("husk.toml")))
             .env("HUSK_SHIM_ROOT", dir.join("husk-shim"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+            .stderr(log);
+        let daemon = spawn_tied_to_this_process(cmd)
             .expect("containerd (Debian's containerd; tests/setup.sh installs it)");
         let world = Containerd {
             dir,
@@ -64,6 +64,29 @@ fn containerd() -> &'static Containerd {
         world.import_image();
         world
     })
+}
+
+/// Spawns `cmd` so that it gets SIGTERM when this test process ends: from a thread
+/// that lives as long as the process (the parent-death signal follows the thread
+/// that spawned the child, and each test runs on a thread of its own).
+fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only makes one
+    // system call (prctl), which is async-signal-safe; it touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.spawn());
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("the spawning thread answers")
 }
 
 /// `PATH` with the directory holding the shim first.
