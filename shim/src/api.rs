@@ -194,8 +194,12 @@ impl Task for Service {
         unsupported("ResizePty (terminals)")
     }
 
-    fn close_io(&self, _ctx: &TtrpcContext, _req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        unsupported("CloseIO (closing a task's stdin)")
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        no_exec(&req.id, &req.exec_id)?;
+        if req.stdin {
+            Service::close_stdin(self, &req.id)?;
+        }
+        Ok(api::Empty::default())
     }
 
     fn stats(

@@ -127,8 +127,9 @@ impl Service {
     }
 
     fn boot(&self, p: &CreateParams, mounted_rootfs: bool) -> Result<u32> {
+        let opened = p.stdio.open()?;
         let opts = CreateOptions {
-            stdio: Some(p.stdio.open()?),
+            stdio: Some(opened.sandbox),
             ..Default::default()
         };
         // Before the sandbox exists, so that its exit cannot be missed.
@@ -162,6 +163,7 @@ impl Service {
             pid,
             mounted_rootfs,
             started: Default::default(),
+            stdin_writer: Mutex::new(opened.stdin_writer),
             exit,
         });
         self.events.send(TaskEvent::Create(TaskCreate {
@@ -259,6 +261,19 @@ impl Service {
             ..Default::default()
         }));
         Ok((task.pid, exited))
+    }
+
+    /// Closes the task's stdin (once the engine closed its end too, the process
+    /// reads end of file).
+    pub fn close_stdin(&self, id: &str) -> Result<()> {
+        let task = self.task(id)?;
+        let writer = task
+            .stdin_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        tracing::info!("task {id}: stdin closed (held: {})", writer.is_some());
+        Ok(())
     }
 
     /// Waits for the task's process to exit.

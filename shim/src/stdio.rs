@@ -20,14 +20,29 @@ pub struct StdioPaths {
     pub stderr: String,
 }
 
+/// A task's stdio, opened: what the sandbox process gets, and the shim's own
+/// writing end of the stdin fifo, which keeps the sandbox from reading end of file
+/// until the engine has had its say (CloseIO drops it).
+#[derive(Debug)]
+pub struct OpenedStdio {
+    /// The sandbox's stdin, stdout and stderr (the shim drops its copies once the
+    /// sandbox is up, so the engine sees end of file when it exits).
+    pub sandbox: SandboxStdio,
+    /// The shim's writing end of the stdin fifo (`None` without one).
+    pub stdin_writer: Option<OwnedFd>,
+}
+
 impl StdioPaths {
-    /// Opens the three: the sandbox process gets copies, and the shim drops these
-    /// once the sandbox is up (so the engine sees end of file when it exits).
-    pub fn open(&self) -> Result<SandboxStdio> {
-        Ok(SandboxStdio {
-            stdin: open_input(&self.stdin)?,
-            stdout: open_output(&self.stdout)?,
-            stderr: open_output(&self.stderr)?,
+    /// Opens the three without blocking on the engine's ends.
+    pub fn open(&self) -> Result<OpenedStdio> {
+        let (stdin, stdin_writer) = open_input(&self.stdin)?;
+        Ok(OpenedStdio {
+            sandbox: SandboxStdio {
+                stdin,
+                stdout: open_output(&self.stdout)?,
+                stderr: open_output(&self.stderr)?,
+            },
+            stdin_writer,
         })
     }
 }
@@ -44,16 +59,19 @@ fn check_plain(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// The stdin fifo, opened read-write so that the open does not wait for a writer
-/// (and reads block, rather than seeing end of file, until the engine writes).
-/// Empty: /dev/null.
-fn open_input(path: &str) -> Result<OwnedFd> {
+/// The stdin fifo's reading end (opening it does not wait for a writer), and a
+/// writing end for the shim, so that reads block rather than see end of file
+/// before the engine writes, and see it once the engine closed its end and the shim
+/// dropped its own. Empty: /dev/null.
+fn open_input(path: &str) -> Result<(OwnedFd, Option<OwnedFd>)> {
     if path.is_empty() {
-        return open_path("/dev/null", OFlag::O_RDONLY);
+        return Ok((open_path("/dev/null", OFlag::O_RDONLY)?, None));
     }
     check_plain(path)?;
-    let fd = open_path(path, OFlag::O_RDWR | OFlag::O_NONBLOCK)?;
-    blocking(path, fd)
+    let reader = open_path(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+    // A reader exists now: a non-blocking open for writing succeeds at once.
+    let writer = open_path(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK)?;
+    Ok((blocking(path, reader)?, Some(writer)))
 }
 
 /// A stdout or stderr fifo, opened for writing (read-write if its reader is not
@@ -111,7 +129,9 @@ mod tests {
 
     #[test]
     fn empty_paths_are_dev_null() {
-        let stdio = StdioPaths::default().open().unwrap();
+        let opened = StdioPaths::default().open().unwrap();
+        assert!(opened.stdin_writer.is_none());
+        let stdio = opened.sandbox;
         let mut stdin = std::fs::File::from(stdio.stdin);
         let mut buf = [0u8; 4];
         assert_eq!(stdin.read(&mut buf).unwrap(), 0);
@@ -127,22 +147,26 @@ mod tests {
             stderr: fifo(dir.path(), "err"),
         };
         // Nobody holds the other ends: none of these opens may block.
-        let stdio = paths.open().unwrap();
+        let opened = paths.open().unwrap();
+        let stdio = opened.sandbox;
         for fd in [&stdio.stdin, &stdio.stdout, &stdio.stderr] {
             let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
             assert!(!flags.contains(OFlag::O_NONBLOCK));
         }
-        // What the engine writes to stdin arrives.
+        // What the engine writes to stdin arrives; end of file comes once both the
+        // engine and the shim (CloseIO) closed their ends.
         let mut writer = std::fs::OpenOptions::new()
             .write(true)
             .open(&paths.stdin)
             .unwrap();
         writer.write_all(b"hi").unwrap();
+        drop(writer);
+        let mut stdin = std::fs::File::from(stdio.stdin);
         let mut buf = [0u8; 2];
-        std::fs::File::from(stdio.stdin)
-            .read_exact(&mut buf)
-            .unwrap();
+        stdin.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hi");
+        drop(opened.stdin_writer);
+        assert_eq!(stdin.read(&mut buf).unwrap(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use containerd_shim::monitor::{ExitEvent, Subject, Subscription};
 use containerd_shim::protos::events::task::TaskExit;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -81,6 +82,8 @@ pub struct TaskRecord {
     pub mounted_rootfs: bool,
     /// Whether Start succeeded.
     pub started: AtomicBool,
+    /// The shim's writing end of the stdin fifo, until CloseIO.
+    pub stdin_writer: Mutex<Option<OwnedFd>>,
     /// Its exit.
     pub exit: Arc<ExitCell>,
 }

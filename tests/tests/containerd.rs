@@ -333,6 +333,98 @@ fn ctr_run_rm_prints_hi() {
 
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn the_task_runs_in_a_husk_microvm() {
+    let c = containerd();
+    // The kernel command line husk's sandbox gives its guest.
+    let out = c.run_task("vm", &["cat", "/proc/cmdline"]);
+    let cmdline = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(cmdline.contains("husk.share=rootfs"), "{cmdline}");
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn task_events_reach_containerd() {
+    let c = containerd();
+    let mut events = c
+        .ctr()
+        .arg("events")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let out = c.run_task("ev1", &["true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut missing = vec![
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    let deadline = Instant::now() + SETTLE;
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        if line.contains("ev1") {
+            missing.retain(|topic| !line.contains(topic));
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(missing.is_empty(), "events not seen: {missing:?}");
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn stdin_reaches_the_task_and_its_end_too() {
+    let c = containerd();
+    let mut child = c
+        .ctr()
+        .args(["run", "--rm", "--runtime", RUNTIME, IMAGE, "in1", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello through the fifo\n").unwrap();
+        // ctr (its stdin is always the task's) passes end of file on with CloseIO,
+        // but only once its task exists: an end of file read earlier is lost. The
+        // task runs, so it exists.
+        c.eventually("in1 running", || {
+            c.task_status("in1").as_deref() == Some("RUNNING")
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}\n{}",
+        out.status,
+        text(&out.stderr),
+        c.log_tail()
+    );
+    assert_eq!(text(&out.stdout), "hello through the fifo\n");
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn exit_codes_propagate() {
     let c = containerd();
     let out = c.run_task("seven", &["sh", "-c", "echo out; echo err >&2; exit 7"]);
