@@ -1,8 +1,10 @@
 //! containerd's Task API (ttrpc) on top of [`Service`]: requests mapped to its
-//! calls, results to responses, errors to ttrpc statuses. Methods husk does not
-//! implement yet answer UNIMPLEMENTED with a message saying so.
+//! calls (an exec id selects an exec'd process), results to responses, errors to
+//! ttrpc statuses. Methods husk does not implement yet answer UNIMPLEMENTED with a
+//! message saying so.
 
 use crate::error::ShimError;
+use crate::exec::{ExecParams, ExecRecord};
 use crate::rootfs::RootfsMount;
 use crate::service::{CreateParams, Service};
 use crate::stdio::StdioPaths;
@@ -12,6 +14,7 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{Task, TtrpcContext, TtrpcResult};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 /// The version Connect reports.
 const VERSION: &str = concat!("husk ", env!("CARGO_PKG_VERSION"));
@@ -40,25 +43,54 @@ pub fn create_params(req: &api::CreateTaskRequest) -> CreateParams {
     }
 }
 
-/// Exec ids name processes the shim does not run (exec is not supported yet).
-fn no_exec(id: &str, exec_id: &str) -> Result<(), ShimError> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(ShimError::NoSuchExec {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-        })
+/// The parameters of an Exec request.
+pub fn exec_params(req: &api::ExecProcessRequest) -> ExecParams {
+    ExecParams {
+        id: req.id.clone(),
+        exec_id: req.exec_id.clone(),
+        spec: req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default(),
+        terminal: req.terminal,
+        stdio: StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+        },
+    }
+}
+
+/// The State response for exec'd process `exec` of `task`.
+pub fn exec_state_response(task: &TaskRecord, exec: &ExecRecord) -> api::StateResponse {
+    let exit = exec.exit.get();
+    api::StateResponse {
+        id: task.id.clone(),
+        exec_id: exec.exec_id.clone(),
+        bundle: task.bundle.display().to_string(),
+        pid: exec.pid.load(Ordering::SeqCst),
+        status: api_status(exec.status()).into(),
+        stdin: exec.stdio.stdin.clone(),
+        stdout: exec.stdio.stdout.clone(),
+        stderr: exec.stdio.stderr.clone(),
+        exit_status: exit.as_ref().map_or(0, |e| e.status),
+        exited_at: exit.map(|e| e.at).into(),
+        ..Default::default()
+    }
+}
+
+fn api_status(status: TaskStatus) -> api::Status {
+    match status {
+        TaskStatus::Created => api::Status::CREATED,
+        TaskStatus::Running => api::Status::RUNNING,
+        TaskStatus::Stopped => api::Status::STOPPED,
     }
 }
 
 /// The State response for `task`.
 pub fn state_response(task: &TaskRecord) -> api::StateResponse {
-    let status = match task.status() {
-        TaskStatus::Created => api::Status::CREATED,
-        TaskStatus::Running => api::Status::RUNNING,
-        TaskStatus::Stopped => api::Status::STOPPED,
-    };
+    let status = api_status(task.status());
     let exit = task.exit.get();
     api::StateResponse {
         id: task.id.clone(),
@@ -98,9 +130,12 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        tracing::info!("start {}", req.id);
-        no_exec(&req.id, &req.exec_id)?;
-        let pid = Service::start(self, &req.id)?;
+        tracing::info!("start {} {}", req.id, req.exec_id);
+        let pid = if req.exec_id.is_empty() {
+            Service::start(self, &req.id)?
+        } else {
+            self.exec_start(&req.id, &req.exec_id)?
+        };
         Ok(api::StartResponse {
             pid,
             ..Default::default()
@@ -112,14 +147,26 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
-        no_exec(&req.id, &req.exec_id)?;
-        Ok(state_response(self.task(&req.id)?.as_ref()))
+        if req.exec_id.is_empty() {
+            return Ok(state_response(self.task(&req.id)?.as_ref()));
+        }
+        let (task, exec) = self.exec_of(&req.id, &req.exec_id)?;
+        Ok(exec_state_response(&task, &exec))
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        tracing::info!("kill {} signal {} all {}", req.id, req.signal, req.all);
-        no_exec(&req.id, &req.exec_id)?;
-        Service::kill(self, &req.id, req.signal, req.all)?;
+        tracing::info!(
+            "kill {} {} signal {} all {}",
+            req.id,
+            req.exec_id,
+            req.signal,
+            req.all
+        );
+        if req.exec_id.is_empty() {
+            Service::kill(self, &req.id, req.signal, req.all)?;
+        } else {
+            self.exec_kill(&req.id, &req.exec_id, req.signal)?;
+        }
         Ok(api::Empty::default())
     }
 
@@ -128,9 +175,12 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        tracing::info!("delete {}", req.id);
-        no_exec(&req.id, &req.exec_id)?;
-        let (pid, exited) = Service::delete(self, &req.id)?;
+        tracing::info!("delete {} {}", req.id, req.exec_id);
+        let (pid, exited) = if req.exec_id.is_empty() {
+            Service::delete(self, &req.id)?
+        } else {
+            self.exec_delete(&req.id, &req.exec_id)?
+        };
         Ok(api::DeleteResponse {
             pid,
             exit_status: exited.status,
@@ -140,8 +190,14 @@ impl Task for Service {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
-        no_exec(&req.id, &req.exec_id)?;
-        let exited = Service::wait(self, &req.id)?;
+        let exited = if req.exec_id.is_empty() {
+            Service::wait(self, &req.id)?
+        } else {
+            let (_task, exec) = self.exec_of(&req.id, &req.exec_id)?;
+            exec.exit
+                .wait(None)
+                .ok_or_else(|| ShimError::Finished(req.exec_id.clone()))?
+        };
         Ok(api::WaitResponse {
             exit_status: exited.status,
             exited_at: MessageField::some(exited.at),
@@ -182,8 +238,10 @@ impl Task for Service {
         Ok(api::Empty::default())
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        unsupported("Exec (running another process in a task)")
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        tracing::info!("exec {} {}", req.id, req.exec_id);
+        self.exec_add(exec_params(&req))?;
+        Ok(api::Empty::default())
     }
 
     fn resize_pty(
@@ -195,9 +253,16 @@ impl Task for Service {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        no_exec(&req.id, &req.exec_id)?;
         if req.stdin {
-            Service::close_stdin(self, &req.id)?;
+            if req.exec_id.is_empty() {
+                Service::close_stdin(self, &req.id)?;
+            } else {
+                let (_task, exec) = self.exec_of(&req.id, &req.exec_id)?;
+                exec.stdin_writer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+            }
         }
         Ok(api::Empty::default())
     }
@@ -272,10 +337,24 @@ mod tests {
     }
 
     #[test]
-    fn exec_ids_are_refused_as_not_found() {
-        assert!(no_exec("c1", "").is_ok());
-        let err = no_exec("c1", "e1").unwrap_err();
-        assert_eq!(err.code(), containerd_shim::protos::ttrpc::Code::NOT_FOUND);
-        assert!(err.to_string().contains("\"e1\""), "{err}");
+    fn exec_requests_map_to_params() {
+        let req = api::ExecProcessRequest {
+            id: "c1".into(),
+            exec_id: "e1".into(),
+            stdout: "/run/fifo/e1-stdout".into(),
+            spec: MessageField::some(
+                containerd_shim::protos::protobuf::well_known_types::any::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                    value: br#"{"args":["echo","x"],"cwd":"/"}"#.to_vec(),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        };
+        let p = exec_params(&req);
+        assert_eq!((p.id.as_str(), p.exec_id.as_str()), ("c1", "e1"));
+        assert_eq!(p.stdio.stdout, "/run/fifo/e1-stdout");
+        let process: serde_json::Value = serde_json::from_slice(&p.spec).unwrap();
+        assert_eq!(process["args"][0], "echo");
     }
 }

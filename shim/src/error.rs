@@ -12,8 +12,8 @@ pub enum ShimError {
     /// containerd asked about a task this shim does not hold.
     #[error("task \"{0}\" does not exist in this shim")]
     NoSuchTask(String),
-    /// containerd asked about an exec'd process (husk's shim runs none yet).
-    #[error("exec process \"{exec_id}\" of task \"{id}\" does not exist (husk's shim does not support exec yet)")]
+    /// containerd asked about an exec'd process the task does not have.
+    #[error("exec process \"{exec_id}\" of task \"{id}\" does not exist")]
     NoSuchExec {
         /// The task.
         id: String,
@@ -63,6 +63,9 @@ pub enum ShimError {
     /// The runtime library failed (state store, bundle, sandbox).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// An Exec request's process spec is not a JSON OCI process.
+    #[error("the exec's process spec is not valid JSON: {0}")]
+    BadExecSpec(String),
     /// Something inside the shim failed (a thread could not start, ...).
     #[error("{0}")]
     Internal(String),
@@ -88,7 +91,7 @@ impl ShimError {
             ShimError::TaskExists(_) => Code::ALREADY_EXISTS,
             ShimError::Unsupported(_) => Code::UNIMPLEMENTED,
             ShimError::Precondition(_) => Code::FAILED_PRECONDITION,
-            ShimError::Stdio { .. } => Code::INVALID_ARGUMENT,
+            ShimError::Stdio { .. } | ShimError::BadExecSpec(_) => Code::INVALID_ARGUMENT,
             ShimError::Mount { .. }
             | ShimError::Unmount { .. }
             | ShimError::Internal(_)

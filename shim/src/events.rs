@@ -1,8 +1,11 @@
-//! Task events for containerd (TaskCreate, TaskStart, TaskExit, TaskDelete),
+//! Task events for containerd (TaskCreate, TaskStart, TaskExit, TaskDelete, and
+//! TaskExecAdded, TaskExecStarted),
 //! published in order by one thread, so that a Task API call never waits on
 //! containerd's event service while containerd waits on it.
 
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+};
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
@@ -20,6 +23,10 @@ pub enum TaskEvent {
     Exit(TaskExit),
     /// It was deleted.
     Delete(TaskDelete),
+    /// An exec'd process was added.
+    ExecAdded(TaskExecAdded),
+    /// An exec'd process started.
+    ExecStarted(TaskExecStarted),
 }
 
 impl TaskEvent {
@@ -30,6 +37,8 @@ impl TaskEvent {
             TaskEvent::Start(_) => topics::TASK_START_EVENT_TOPIC,
             TaskEvent::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
             TaskEvent::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
+            TaskEvent::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskEvent::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
         }
     }
 
@@ -39,6 +48,8 @@ impl TaskEvent {
             TaskEvent::Start(e) => Box::new(e),
             TaskEvent::Exit(e) => Box::new(e),
             TaskEvent::Delete(e) => Box::new(e),
+            TaskEvent::ExecAdded(e) => Box::new(e),
+            TaskEvent::ExecStarted(e) => Box::new(e),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | [`api`] | the Task API (ttrpc) mapped onto [`service`] |
 //! | [`service`] | create, start, kill, delete, wait through husk's runtime library |
 //! | [`task`] | one task's record, its exit and the thread that watches for it |
+//! | [`exec`] | exec'd processes, through the runtime library's exec relay |
 //! | [`stdio`] | containerd's fifos, opened for the sandbox process |
 //! | [`rootfs`] | the snapshotter's mounts on `<bundle>/rootfs` |
 //! | [`events`] | TaskCreate, TaskStart, TaskExit, TaskDelete, published in order |
@@ -17,6 +18,7 @@
 mod api;
 mod error;
 mod events;
+mod exec;
 mod logging;
 mod rootfs;
 mod service;

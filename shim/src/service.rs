@@ -75,8 +75,13 @@ impl Service {
     }
 
     /// husk's state store (created if need be).
-    fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         Ok(Store::open(&self.root)?)
+    }
+
+    /// Where events go.
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
     }
 
     /// The task `id`.
@@ -145,6 +150,7 @@ impl Service {
         if let Err(e) = watch_exit(
             subscription,
             p.id.clone(),
+            p.id.clone(),
             pid,
             exit.clone(),
             self.events.clone(),
@@ -164,6 +170,7 @@ impl Service {
             mounted_rootfs,
             started: Default::default(),
             stdin_writer: Mutex::new(opened.stdin_writer),
+            execs: Mutex::default(),
             exit,
         });
         self.events.send(TaskEvent::Create(TaskCreate {

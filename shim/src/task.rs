@@ -8,6 +8,7 @@ use containerd_shim::monitor::{ExitEvent, Subject, Subscription};
 use containerd_shim::protos::events::task::TaskExit;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +85,8 @@ pub struct TaskRecord {
     pub started: AtomicBool,
     /// The shim's writing end of the stdin fifo, until CloseIO.
     pub stdin_writer: Mutex<Option<OwnedFd>>,
+    /// Its exec'd processes, by containerd's exec id.
+    pub execs: Mutex<HashMap<String, Arc<crate::exec::ExecRecord>>>,
     /// Its exit.
     pub exit: Arc<ExitCell>,
 }
@@ -112,11 +115,13 @@ impl TaskRecord {
     }
 }
 
-/// Watches for the exit of sandbox process `pid` of task `id` on `subscription`
-/// (taken before the process was started, so no exit is missed), records it in
-/// `cell` and publishes TaskExit.
+/// Watches for the exit of host process `pid` (a sandbox process, or an exec
+/// relay) on `subscription` (taken before the process was started, so no exit is
+/// missed), records it in `cell` and publishes TaskExit for process `id` (the task
+/// id, or an exec id) of task `container_id`.
 pub fn watch_exit(
     subscription: Subscription,
+    container_id: String,
     id: String,
     pid: u32,
     cell: Arc<ExitCell>,
@@ -130,10 +135,10 @@ pub fn watch_exit(
                 status,
                 at: Timestamp::now(),
             };
-            tracing::info!("task {id}: sandbox process {pid} exited with status {status}");
+            tracing::info!("task {container_id}: {id}'s process {pid} exited with status {status}");
             cell.set(exited, |e| {
                 events.send(TaskEvent::Exit(TaskExit {
-                    container_id: id.clone(),
+                    container_id: container_id.clone(),
                     id: id.clone(),
                     pid,
                     exit_status: e.status,
@@ -192,7 +197,7 @@ mod tests {
             .unwrap();
         let (events, rx) = Events::channel();
         let cell = Arc::new(ExitCell::default());
-        watch_exit(sub, "t1".into(), 4242, cell.clone(), events).unwrap();
+        watch_exit(sub, "t1".into(), "t1".into(), 4242, cell.clone(), events).unwrap();
         containerd_shim::monitor::monitor_notify_by_pid(4241, 1).unwrap();
         containerd_shim::monitor::monitor_notify_by_pid(4242, 137).unwrap();
         assert_eq!(cell.wait(None).map(|e| e.status), Some(137));

@@ -263,14 +263,17 @@ impl Containerd {
         }
     }
 
-    /// What husk left: sandbox processes, virtiofsd, shims, mounts of containerd's
+    /// What husk left: sandbox processes, exec relays, virtiofsd, shims, mounts of containerd's
     /// bundles, state directories of the shim's store. Empty when all is clean.
     fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = text(&cmdline).replace('\0', " ");
-            if cmdline.contains("__sandbox") || cmdline.contains(SHIM) {
+            if ["__sandbox", "__exec", SHIM]
+                .iter()
+                .any(|w| cmdline.contains(w))
+            {
                 left.push(format!("process: {cmdline}"));
             }
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -468,6 +471,43 @@ fn a_detached_task_is_listed_killed_and_removed() {
 
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn exec_runs_in_a_running_task() {
+    let c = containerd();
+    c.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        "x1",
+        "sleep",
+        "1000",
+    ]);
+    let out = c.ok(&["task", "exec", "--exec-id", "e1", "x1", "echo", "inside"]);
+    assert_eq!(out, "inside\n");
+    let out = c.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        "x1",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(c.task_status("x1").as_deref(), Some("RUNNING"));
+    c.ok(&["task", "kill", "--signal", "SIGKILL", "x1"]);
+    c.eventually("x1 stopped", || {
+        c.task_status("x1").as_deref() == Some("STOPPED")
+    });
+    c.ok(&["task", "rm", "x1"]);
+    c.ok(&["container", "rm", "x1"]);
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn unsupported_methods_say_so() {
     let c = containerd();
     c.ok(&[
@@ -484,10 +524,12 @@ fn unsupported_methods_say_so() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("husk does not support Pause"), "{err}");
-    let out = c.run(&["task", "exec", "--exec-id", "e1", "u1", "echo", "x"]);
+    // (containerd 1.6's metrics service drops a task's Stats error: "no metrics
+    // received", so Stats is not checked here.)
+    let out = c.run(&["task", "resume", "u1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("husk does not support Exec"), "{err}");
+    assert!(err.contains("husk does not support Resume"), "{err}");
     c.ok(&["task", "kill", "--signal", "SIGKILL", "u1"]);
     c.eventually("u1 stopped", || {
         c.task_status("u1").as_deref() == Some("STOPPED")

@@ -54,7 +54,7 @@ pub struct CreateOptions {
 }
 
 /// `exec`'s options.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExecOptions {
     /// The OCI `process` object.
     pub process: serde_json::Value,
@@ -68,6 +68,10 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     /// Descriptors kept open (not passed into the guest).
     pub preserve_fds: u32,
+    /// The detached relay's stdio; `None`: this process's own (the CLI's case).
+    pub stdio: Option<SandboxStdio>,
+    /// The process's id in the guest; `None`: one is made up.
+    pub exec_id: Option<String>,
 }
 
 fn sandbox_err(e: SandboxError) -> RuntimeError {
@@ -256,7 +260,10 @@ pub fn exec(
     let plan = ExecPlan {
         vsock: VmPlan::vsock_path(&store.dir(&state.id)),
         container_id: state.id.clone(),
-        exec_id: format!("exec-{}-{}", std::process::id(), unique()),
+        exec_id: opts
+            .exec_id
+            .clone()
+            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
         process,
         console_socket: opts.console_socket.clone(),
         request_timeout: state.config.request_timeout,
@@ -267,21 +274,65 @@ pub fn exec(
         }
         return exec_relay::run(&plan, &mut Reporter::none()).map_err(sandbox_err);
     }
-    let json = serde_json::to_string(&plan)
+    let pid = spawn_exec_relay(state, &plan, opts)?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok(0)
+}
+
+/// Runs another process in the container through a detached exec relay (`__exec`)
+/// with `opts.stdio`; gives the relay's pid: it lives as long as the process and
+/// exits with its status. The caller reaps it.
+pub fn exec_detached(
+    store: &Store,
+    state: &ContainerState,
+    opts: &ExecOptions,
+) -> Result<u32, RuntimeError> {
+    let plan = ExecPlan {
+        vsock: VmPlan::vsock_path(&store.dir(&state.id)),
+        container_id: state.id.clone(),
+        exec_id: opts
+            .exec_id
+            .clone()
+            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
+        process: opts.process.clone(),
+        console_socket: opts.console_socket.clone(),
+        request_timeout: state.config.request_timeout,
+    };
+    spawn_exec_relay(state, &plan, opts)
+}
+
+fn spawn_exec_relay(
+    state: &ContainerState,
+    plan: &ExecPlan,
+    opts: &ExecOptions,
+) -> Result<u32, RuntimeError> {
+    let json = serde_json::to_string(plan)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the exec plan: {e}")))?;
     let (child, report) = spawn_reporting(
         EXEC_COMMAND,
         &[],
         &[(EXEC_PLAN_ENV, json)],
         opts.preserve_fds,
-        None,
+        opts.stdio.as_ref(),
     )?;
     let child = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
-    if let Some(path) = &opts.pid_file {
-        write_pid_file(path, child.id())?;
-    }
+    let pid = child.id();
     std::mem::forget(child);
-    Ok(0)
+    Ok(pid)
+}
+
+/// Sends `signal` to exec'd process `exec_id` of the container.
+pub fn kill_exec(
+    store: &Store,
+    state: &ContainerState,
+    exec_id: &str,
+    signal: i32,
+) -> Result<(), RuntimeError> {
+    agent(store, state)?
+        .signal(&state.id, Some(exec_id), signal)
+        .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
 }
 
 /// A number unlikely to repeat within one container.
