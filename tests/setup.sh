@@ -16,6 +16,8 @@ packages=(
     busybox-static
     # The engine of the main job and of the podman suite.
     podman
+    # The engine of the containerd suite (with ctr), driving containerd-shim-husk-v2.
+    containerd
 )
 
 missing=()

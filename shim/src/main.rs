@@ -1,12 +1,47 @@
-//! `containerd-shim-husk-v2`: containerd's shim v2 for husk.
+//! `containerd-shim-husk-v2`: containerd's shim v2 for husk. One shim per task; each
+//! task runs in its own microVM, owned by a sandbox process that is the shim's child
+//! (the same `__sandbox` process the `husk` CLI starts).
 //!
-//! The Task API arrives with the containerd work; until then the binary refuses to run
-//! rather than let containerd believe a task started.
+//! | module | what it does |
+//! |---|---|
+//! | [`shim`] | `start`, `delete` and serving, as containerd drives them |
+//! | [`api`] | the Task API (ttrpc) mapped onto [`service`] |
+//! | [`service`] | create, start, kill, delete, wait through husk's runtime library |
+//! | [`task`] | one task's record, its exit and the thread that watches for it |
+//! | [`exec`] | exec'd processes, through the runtime library's exec relay |
+//! | [`stdio`] | containerd's fifos, opened for the sandbox process |
+//! | [`rootfs`] | the snapshotter's mounts on `<bundle>/rootfs` |
+//! | [`events`] | TaskCreate, TaskStart, TaskExit, TaskDelete, published in order |
+//! | [`error`] | the shim's errors and their ttrpc codes |
+//! | [`logging`] | the log fifo containerd reads |
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "containerd-shim-husk-v2 {}: not implemented yet (see README, Status)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::FAILURE
+mod api;
+mod error;
+mod events;
+mod exec;
+mod logging;
+mod rootfs;
+mod service;
+mod shim;
+mod stdio;
+mod task;
+
+use containerd_shim::Config;
+
+fn main() {
+    // The sandbox process the runtime library starts as `<this binary> __sandbox DIR`.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(code) = args
+        .get(1)
+        .and_then(|cmd| husk_runtime::sandbox::hidden_main(cmd, &args[2..]))
+    {
+        std::process::exit(code & 0xff);
+    }
+    let config = Config {
+        // Logging goes through tracing (see `logging`), which also takes the
+        // crate's `log` records.
+        no_setup_logger: true,
+        ..Config::default()
+    };
+    containerd_shim::run::<shim::HuskShim>(shim::RUNTIME_ID, Some(config));
 }

@@ -8,6 +8,7 @@ use crate::logging::now_rfc3339;
 use crate::sandbox::{self, CreateOptions};
 use crate::state::{validate_id, ContainerState, Status, Store};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Creates container `id` from its bundle: checks the id, the bundle and the
 /// configuration, records the state (`creating`), boots the sandbox and records
@@ -18,14 +19,32 @@ pub fn create(
     opts: &CreateOpts,
     systemd_cgroup: bool,
 ) -> Result<ContainerState, RuntimeError> {
+    if opts.no_pivot || opts.no_new_keyring {
+        tracing::debug!("--no-pivot/--no-new-keyring: accepted (nothing to do on the host side)");
+    }
+    let sandbox_opts = CreateOptions {
+        console_socket: opts.console_socket.clone(),
+        pid_file: opts.pid_file.clone(),
+        preserve_fds: opts.preserve_fds,
+        stdio: None,
+    };
+    create_from_bundle(store, id, &opts.bundle, &sandbox_opts, systemd_cgroup)
+}
+
+/// [`create`] for callers other than the command line (the containerd shim): the
+/// bundle directory and the sandbox process's options given directly.
+pub fn create_from_bundle(
+    store: &Store,
+    id: &str,
+    bundle_dir: &Path,
+    sandbox_opts: &CreateOptions,
+    systemd_cgroup: bool,
+) -> Result<ContainerState, RuntimeError> {
     validate_id(id)?;
     if store.dir(id).exists() {
         return Err(RuntimeError::AlreadyExists(id.to_string()));
     }
-    if opts.no_pivot || opts.no_new_keyring {
-        tracing::debug!("--no-pivot/--no-new-keyring: accepted (nothing to do on the host side)");
-    }
-    let bundle = Bundle::load(&opts.bundle)?;
+    let bundle = Bundle::load(bundle_dir)?;
     let annotations: BTreeMap<String, String> = bundle
         .spec
         .annotations()
@@ -53,12 +72,7 @@ pub fn create(
         systemd_cgroup,
     };
     let _lock = store.create(&state)?;
-    let sandbox_opts = CreateOptions {
-        console_socket: opts.console_socket.clone(),
-        pid_file: opts.pid_file.clone(),
-        preserve_fds: opts.preserve_fds,
-    };
-    let booted = sandbox::create(store, &mut state, &bundle.spec, &sandbox_opts).and_then(|()| {
+    let booted = sandbox::create(store, &mut state, &bundle.spec, sandbox_opts).and_then(|()| {
         if state.status == Status::Creating {
             state.status = Status::Created;
         }

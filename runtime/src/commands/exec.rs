@@ -49,6 +49,8 @@ pub fn exec(store: &Store, args: &ExecArgs) -> Result<i32, RuntimeError> {
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
         preserve_fds: args.preserve_fds,
+        stdio: None,
+        exec_id: None,
     };
     sandbox::exec(store, &state, &opts)
 }

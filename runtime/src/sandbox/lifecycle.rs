@@ -27,8 +27,20 @@ pub const SANDBOX_COMMAND: &str = "__sandbox";
 /// The hidden command that runs a detached exec's relay.
 pub const EXEC_COMMAND: &str = "__exec";
 
+/// The descriptors a sandbox process gets as its stdin, stdout and stderr, which
+/// carry the container's stdio (the shim's fifos, say).
+#[derive(Debug)]
+pub struct SandboxStdio {
+    /// The container's stdin.
+    pub stdin: OwnedFd,
+    /// The container's stdout.
+    pub stdout: OwnedFd,
+    /// The container's stderr.
+    pub stderr: OwnedFd,
+}
+
 /// `create`'s options that concern the sandbox process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     /// Where the engine wants the terminal's master.
     pub console_socket: Option<PathBuf>,
@@ -37,10 +49,12 @@ pub struct CreateOptions {
     /// Descriptors 3 .. 3+N kept open (in the sandbox process; they do not reach the
     /// guest).
     pub preserve_fds: u32,
+    /// The sandbox process's stdio; `None`: this process's own (the CLI's case).
+    pub stdio: Option<SandboxStdio>,
 }
 
 /// `exec`'s options.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExecOptions {
     /// The OCI `process` object.
     pub process: serde_json::Value,
@@ -54,6 +68,10 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     /// Descriptors kept open (not passed into the guest).
     pub preserve_fds: u32,
+    /// The detached relay's stdio; `None`: this process's own (the CLI's case).
+    pub stdio: Option<SandboxStdio>,
+    /// The process's id in the guest; `None`: one is made up.
+    pub exec_id: Option<String>,
 }
 
 fn sandbox_err(e: SandboxError) -> RuntimeError {
@@ -78,14 +96,15 @@ fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeEr
     })
 }
 
-/// Starts `husk <command> <args>` with this process's stdio and a report pipe whose
-/// writing end sits above the preserved descriptors; gives back the child and the
-/// pipe's reading end.
+/// Starts `husk <command> <args>` with `stdio` (or this process's own) and a report
+/// pipe whose writing end sits above the preserved descriptors; gives back the child
+/// and the pipe's reading end.
 fn spawn_reporting(
     command: &str,
     args: &[&std::ffi::OsStr],
     env: &[(&str, String)],
     preserve_fds: u32,
+    stdio: Option<&SandboxStdio>,
 ) -> Result<(Child, OwnedFd), RuntimeError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::io("create the report pipe", e.into()))?;
@@ -102,6 +121,16 @@ fn spawn_reporting(
         cmd.env(k, v);
     }
     cmd.env(REPORT_FD_ENV, inheritable.as_raw_fd().to_string());
+    if let Some(stdio) = stdio {
+        let copy = |fd: &OwnedFd, name: &str| {
+            fd.try_clone()
+                .map(std::process::Stdio::from)
+                .map_err(|e| RuntimeError::io(format!("duplicate the sandbox's {name}"), e))
+        };
+        cmd.stdin(copy(&stdio.stdin, "stdin")?)
+            .stdout(copy(&stdio.stdout, "stdout")?)
+            .stderr(copy(&stdio.stderr, "stderr")?);
+    }
     let child = cmd
         .spawn()
         .map_err(|e| RuntimeError::io("start the sandbox process (/proc/self/exe)", e))?;
@@ -169,8 +198,13 @@ pub fn create(
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
     std::fs::write(&plan_path, text)
         .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
-    let (child, report) =
-        spawn_reporting(SANDBOX_COMMAND, &[dir.as_os_str()], &[], opts.preserve_fds)?;
+    let (child, report) = spawn_reporting(
+        SANDBOX_COMMAND,
+        &[dir.as_os_str()],
+        &[],
+        opts.preserve_fds,
+        opts.stdio.as_ref(),
+    )?;
     // Boot, then the container's creation and its three stdio streams.
     let wait =
         config.boot_timeout + config.virtiofsd_timeout + config.request_timeout * 4 + REPORT_SLACK;
@@ -226,7 +260,10 @@ pub fn exec(
     let plan = ExecPlan {
         vsock: VmPlan::vsock_path(&store.dir(&state.id)),
         container_id: state.id.clone(),
-        exec_id: format!("exec-{}-{}", std::process::id(), unique()),
+        exec_id: opts
+            .exec_id
+            .clone()
+            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
         process,
         console_socket: opts.console_socket.clone(),
         request_timeout: state.config.request_timeout,
@@ -237,20 +274,65 @@ pub fn exec(
         }
         return exec_relay::run(&plan, &mut Reporter::none()).map_err(sandbox_err);
     }
-    let json = serde_json::to_string(&plan)
+    let pid = spawn_exec_relay(state, &plan, opts)?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok(0)
+}
+
+/// Runs another process in the container through a detached exec relay (`__exec`)
+/// with `opts.stdio`; gives the relay's pid: it lives as long as the process and
+/// exits with its status. The caller reaps it.
+pub fn exec_detached(
+    store: &Store,
+    state: &ContainerState,
+    opts: &ExecOptions,
+) -> Result<u32, RuntimeError> {
+    let plan = ExecPlan {
+        vsock: VmPlan::vsock_path(&store.dir(&state.id)),
+        container_id: state.id.clone(),
+        exec_id: opts
+            .exec_id
+            .clone()
+            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
+        process: opts.process.clone(),
+        console_socket: opts.console_socket.clone(),
+        request_timeout: state.config.request_timeout,
+    };
+    spawn_exec_relay(state, &plan, opts)
+}
+
+fn spawn_exec_relay(
+    state: &ContainerState,
+    plan: &ExecPlan,
+    opts: &ExecOptions,
+) -> Result<u32, RuntimeError> {
+    let json = serde_json::to_string(plan)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the exec plan: {e}")))?;
     let (child, report) = spawn_reporting(
         EXEC_COMMAND,
         &[],
         &[(EXEC_PLAN_ENV, json)],
         opts.preserve_fds,
+        opts.stdio.as_ref(),
     )?;
     let child = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
-    if let Some(path) = &opts.pid_file {
-        write_pid_file(path, child.id())?;
-    }
+    let pid = child.id();
     std::mem::forget(child);
-    Ok(0)
+    Ok(pid)
+}
+
+/// Sends `signal` to exec'd process `exec_id` of the container.
+pub fn kill_exec(
+    store: &Store,
+    state: &ContainerState,
+    exec_id: &str,
+    signal: i32,
+) -> Result<(), RuntimeError> {
+    agent(store, state)?
+        .signal(&state.id, Some(exec_id), signal)
+        .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
 }
 
 /// A number unlikely to repeat within one container.

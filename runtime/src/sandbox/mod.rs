@@ -22,7 +22,8 @@ pub mod relay;
 pub mod vm;
 
 pub use lifecycle::{
-    create, destroy, exec, hidden_main, kill, ps, start, wait, CreateOptions, ExecOptions,
+    create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, start, wait,
+    CreateOptions, ExecOptions, SandboxStdio,
 };
 
 use crate::agent::ClientError;

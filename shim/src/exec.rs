@@ -1,0 +1,198 @@
+//! Exec'd processes: another process in a running task, started through the runtime
+//! library's detached exec relay (`__exec`, a child of the shim that lives as long as
+//! the process and exits with its status), with containerd's fifos as its stdio.
+
+use crate::error::{Result, ShimError};
+use crate::events::TaskEvent;
+use crate::service::Service;
+use crate::stdio::StdioPaths;
+use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
+use containerd_shim::monitor::{monitor_subscribe, Topic};
+use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
+use husk_runtime::sandbox::{self, ExecOptions};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One exec'd process of a task.
+#[derive(Debug)]
+pub struct ExecRecord {
+    /// containerd's exec id (also the process's id in the guest).
+    pub exec_id: String,
+    /// The OCI `process` object.
+    pub process: serde_json::Value,
+    /// Its stdio, as containerd named it.
+    pub stdio: StdioPaths,
+    /// The exec relay's pid, once started (0 before).
+    pub pid: AtomicU32,
+    /// The shim's writing end of the stdin fifo, until CloseIO.
+    pub stdin_writer: Mutex<Option<OwnedFd>>,
+    /// Its exit.
+    pub exit: Arc<ExitCell>,
+}
+
+impl ExecRecord {
+    /// The process's status now.
+    pub fn status(&self) -> TaskStatus {
+        if self.exit.get().is_some() {
+            TaskStatus::Stopped
+        } else if self.pid.load(Ordering::SeqCst) != 0 {
+            TaskStatus::Running
+        } else {
+            TaskStatus::Created
+        }
+    }
+}
+
+/// The parameters of an Exec request.
+#[derive(Debug, Clone, Default)]
+pub struct ExecParams {
+    /// The task.
+    pub id: String,
+    /// containerd's exec id.
+    pub exec_id: String,
+    /// The OCI `process` object, JSON.
+    pub spec: Vec<u8>,
+    /// Whether it wants a terminal.
+    pub terminal: bool,
+    /// Its stdio fifos.
+    pub stdio: StdioPaths,
+}
+
+impl Service {
+    /// Task `id` and its exec'd process `exec_id`.
+    pub fn exec_of(&self, id: &str, exec_id: &str) -> Result<(Arc<TaskRecord>, Arc<ExecRecord>)> {
+        let task = self.task(id)?;
+        let exec = task
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| ShimError::NoSuchExec {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })?;
+        Ok((task, exec))
+    }
+
+    /// Records an exec'd process of a running task (Exec); Start runs it.
+    pub fn exec_add(&self, p: ExecParams) -> Result<()> {
+        let task = self.task(&p.id)?;
+        if p.terminal {
+            return Err(ShimError::Unsupported(
+                "terminals (an exec with terminal: true, ctr task exec -t)",
+            ));
+        }
+        if task.status() != TaskStatus::Running {
+            return Err(ShimError::Precondition(format!(
+                "cannot exec in task \"{}\": it is not running",
+                p.id
+            )));
+        }
+        let process: serde_json::Value =
+            serde_json::from_slice(&p.spec).map_err(|e| ShimError::BadExecSpec(e.to_string()))?;
+        let mut execs = task.execs.lock().unwrap_or_else(|e| e.into_inner());
+        if execs.contains_key(&p.exec_id) {
+            return Err(ShimError::TaskExists(format!("{}/{}", p.id, p.exec_id)));
+        }
+        execs.insert(
+            p.exec_id.clone(),
+            Arc::new(ExecRecord {
+                exec_id: p.exec_id.clone(),
+                process,
+                stdio: p.stdio,
+                pid: AtomicU32::new(0),
+                stdin_writer: Mutex::new(None),
+                exit: Arc::default(),
+            }),
+        );
+        self.events().send(TaskEvent::ExecAdded(TaskExecAdded {
+            container_id: p.id,
+            exec_id: p.exec_id,
+            ..Default::default()
+        }));
+        Ok(())
+    }
+
+    /// Starts an exec'd process; gives its relay's pid.
+    pub fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        let (_task, exec) = self.exec_of(id, exec_id)?;
+        if exec.status() != TaskStatus::Created {
+            return Err(ShimError::Precondition(format!(
+                "exec \"{exec_id}\" of task \"{id}\" was started already"
+            )));
+        }
+        let opened = exec.stdio.open()?;
+        let opts = ExecOptions {
+            process: exec.process.clone(),
+            tty: false,
+            detach: true,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+            stdio: Some(opened.sandbox),
+            exec_id: Some(exec_id.to_string()),
+        };
+        let subscription = monitor_subscribe(Topic::Pid)
+            .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
+        let store = self.store()?;
+        let state = store.load(id)?;
+        let pid = sandbox::exec_detached(&store, &state, &opts)?;
+        drop(opts);
+        *exec.stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = opened.stdin_writer;
+        exec.pid.store(pid, Ordering::SeqCst);
+        watch_exit(
+            subscription,
+            id.to_string(),
+            exec_id.to_string(),
+            pid,
+            exec.exit.clone(),
+            self.events().clone(),
+        )
+        .map_err(|e| ShimError::Internal(format!("cannot watch exec \"{exec_id}\": {e}")))?;
+        self.events().send(TaskEvent::ExecStarted(TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid,
+            ..Default::default()
+        }));
+        Ok(pid)
+    }
+
+    /// Signals an exec'd process (through the agent: the relay cannot pass SIGKILL on).
+    pub fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        let (_task, exec) = self.exec_of(id, exec_id)?;
+        if exec.status() != TaskStatus::Running {
+            return Err(ShimError::Finished(format!("{id}/{exec_id}")));
+        }
+        let store = self.store()?;
+        let state = store.load(id)?;
+        Ok(sandbox::kill_exec(&store, &state, exec_id, signal as i32)?)
+    }
+
+    /// Forgets an exec'd process that has exited (or never started).
+    pub fn exec_delete(&self, id: &str, exec_id: &str) -> Result<(u32, Exited)> {
+        let (task, exec) = self.exec_of(id, exec_id)?;
+        let exited = match exec.status() {
+            TaskStatus::Running => {
+                return Err(ShimError::Precondition(format!(
+                    "cannot delete exec \"{exec_id}\" of task \"{id}\": it is running"
+                )))
+            }
+            TaskStatus::Created => Exited {
+                status: 0,
+                at: Default::default(),
+            },
+            TaskStatus::Stopped => exec.exit.get().unwrap_or_else(|| Exited {
+                status: 0,
+                at: Default::default(),
+            }),
+        };
+        task.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(exec_id);
+        Ok((exec.pid.load(Ordering::SeqCst), exited))
+    }
+}

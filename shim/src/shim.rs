@@ -1,0 +1,111 @@
+//! The shim's life as containerd drives it: `start` (spawn the serving shim and
+//! print its socket address), serving the Task API until Shutdown, and `delete`
+//! (clean up after a shim that died: sandbox, state, rootfs mount).
+
+use crate::events::Events;
+use crate::rootfs;
+use crate::service::Service;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::util::write_address;
+use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts};
+use husk_runtime::commands;
+use husk_runtime::state::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The runtime name containerd knows husk by.
+pub const RUNTIME_ID: &str = "io.containerd.husk.v2";
+/// Where the shim keeps husk's state store, one per containerd namespace.
+pub const STATE_BASE: &str = "/run/husk-shim";
+/// Overrides [`STATE_BASE`] (the test suites use their own).
+pub const STATE_BASE_ENV: &str = "HUSK_SHIM_ROOT";
+/// The status `delete` reports for a task whose shim died: killed (128 + SIGKILL).
+const KILLED_STATUS: u32 = 128 + 9;
+
+/// husk's shim.
+pub struct HuskShim {
+    namespace: String,
+    id: String,
+    bundle: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+impl std::fmt::Debug for HuskShim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HuskShim")
+            .field("namespace", &self.namespace)
+            .field("id", &self.id)
+            .field("bundle", &self.bundle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state store of containerd namespace `namespace`.
+pub fn store_root(namespace: &str) -> PathBuf {
+    let base = std::env::var_os(STATE_BASE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(STATE_BASE));
+    base.join(namespace)
+}
+
+fn shim_error(e: impl std::fmt::Display) -> containerd_shim::Error {
+    containerd_shim::Error::Other(e.to_string())
+}
+
+impl containerd_shim::Shim for HuskShim {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        // containerd runs the shim in the bundle directory unless it says otherwise.
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        crate::logging::init(&args.action, args.debug);
+        HuskShim {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            bundle,
+            exit: Arc::default(),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // One shim, and one sandbox process, per task.
+        let grouping = opts.id.clone();
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        tracing::info!("delete: cleaning up task {} after its shim", self.id);
+        let store = Store::open(store_root(&self.namespace)).map_err(shim_error)?;
+        // Kills the sandbox process (and virtiofsd) if they are still there, and
+        // removes the state; an unknown id is fine.
+        commands::delete::delete(&store, &self.id, true).map_err(shim_error)?;
+        rootfs::unmount_all(&rootfs::target(&self.bundle)).map_err(shim_error)?;
+        Ok(DeleteResponse {
+            exit_status: KILLED_STATUS,
+            exited_at: MessageField::some(Timestamp::now()),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        let events = Events::start(publisher, self.namespace.clone());
+        Service::new(
+            self.namespace.clone(),
+            store_root(&self.namespace),
+            events,
+            self.exit.clone(),
+        )
+    }
+}

@@ -1,0 +1,214 @@
+//! What the shim knows about one task: its bundle, stdio, sandbox process, and
+//! whether and how that process exited. The sandbox process is the shim's child; the
+//! crate's reaper reaps it and a watcher thread per task records its exit.
+
+use crate::events::{Events, TaskEvent};
+use crate::stdio::StdioPaths;
+use containerd_shim::monitor::{ExitEvent, Subject, Subscription};
+use containerd_shim::protos::events::task::TaskExit;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::MessageField;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// How a task's process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exited {
+    /// Its exit status (128 + N for signal N).
+    pub status: u32,
+    /// When the shim saw it.
+    pub at: Timestamp,
+}
+
+/// A task's exit, once known; waiters block on it.
+#[derive(Debug, Default)]
+pub struct ExitCell {
+    exited: Mutex<Option<Exited>>,
+    changed: Condvar,
+}
+
+impl ExitCell {
+    /// The exit, if the process has exited.
+    pub fn get(&self) -> Option<Exited> {
+        self.exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the exit and wakes the waiters; `before` runs first, under the lock
+    /// (so the TaskExit event is queued before any waiter can queue TaskDelete).
+    pub fn set(&self, exited: Exited, before: impl FnOnce(&Exited)) {
+        let mut slot = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        before(&exited);
+        *slot = Some(exited);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the exit; `None` if `timeout` passed first (`None`: no limit).
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Exited> {
+        let slot = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = match timeout {
+            None => self
+                .changed
+                .wait_while(slot, |s| s.is_none())
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.changed
+                    .wait_timeout_while(slot, t, |s| s.is_none())
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        slot.clone()
+    }
+}
+
+/// One task of this shim.
+#[derive(Debug)]
+pub struct TaskRecord {
+    /// The task (container) id.
+    pub id: String,
+    /// Its bundle directory.
+    pub bundle: PathBuf,
+    /// Its stdio, as containerd named it.
+    pub stdio: StdioPaths,
+    /// The sandbox process.
+    pub pid: u32,
+    /// Whether the shim mounted the bundle's rootfs (and unmounts it at Delete).
+    pub mounted_rootfs: bool,
+    /// Whether Start succeeded.
+    pub started: AtomicBool,
+    /// The shim's writing end of the stdin fifo, until CloseIO.
+    pub stdin_writer: Mutex<Option<OwnedFd>>,
+    /// Its exec'd processes, by containerd's exec id.
+    pub execs: Mutex<HashMap<String, Arc<crate::exec::ExecRecord>>>,
+    /// Its exit.
+    pub exit: Arc<ExitCell>,
+}
+
+/// The task's status as containerd's Task API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process exited.
+    Stopped,
+}
+
+impl TaskRecord {
+    /// The task's status now.
+    pub fn status(&self) -> TaskStatus {
+        if self.exit.get().is_some() {
+            TaskStatus::Stopped
+        } else if self.started.load(Ordering::SeqCst) {
+            TaskStatus::Running
+        } else {
+            TaskStatus::Created
+        }
+    }
+}
+
+/// Watches for the exit of host process `pid` (a sandbox process, or an exec
+/// relay) on `subscription` (taken before the process was started, so no exit is
+/// missed), records it in `cell` and publishes TaskExit for process `id` (the task
+/// id, or an exec id) of task `container_id`.
+pub fn watch_exit(
+    subscription: Subscription,
+    container_id: String,
+    id: String,
+    pid: u32,
+    cell: Arc<ExitCell>,
+    events: Events,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("exit-{pid}"))
+        .spawn(move || {
+            let status = exit_status_of(&subscription, pid);
+            let exited = Exited {
+                status,
+                at: Timestamp::now(),
+            };
+            tracing::info!("task {container_id}: {id}'s process {pid} exited with status {status}");
+            cell.set(exited, |e| {
+                events.send(TaskEvent::Exit(TaskExit {
+                    container_id: container_id.clone(),
+                    id: id.clone(),
+                    pid,
+                    exit_status: e.status,
+                    exited_at: MessageField::some(e.at.clone()),
+                    ..Default::default()
+                }))
+            });
+        })
+        .map(|_| ())
+}
+
+/// The exit status of `pid` as the reaper reports it; 255 if the reaper's channel
+/// closes first (the shim is going away).
+fn exit_status_of(subscription: &Subscription, pid: u32) -> u32 {
+    for event in subscription.rx.iter() {
+        if let ExitEvent {
+            subject: Subject::Pid(p),
+            exit_code,
+        } = event
+        {
+            if p == pid as i32 {
+                return exit_code as u32;
+            }
+        }
+    }
+    tracing::error!("the reaper stopped before sandbox process {pid} exited");
+    255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_see_the_exit_and_time_out_without_one() {
+        let cell = Arc::new(ExitCell::default());
+        assert_eq!(cell.wait(Some(Duration::from_millis(1))), None);
+        let setter = cell.clone();
+        let t = std::thread::spawn(move || {
+            setter.set(
+                Exited {
+                    status: 7,
+                    at: Timestamp::now(),
+                },
+                |_| {},
+            )
+        });
+        assert_eq!(cell.wait(None).map(|e| e.status), Some(7));
+        t.join().unwrap();
+        assert_eq!(cell.get().map(|e| e.status), Some(7));
+    }
+
+    #[test]
+    fn exits_are_reported_for_the_watched_pid_only() {
+        let sub = containerd_shim::monitor::monitor_subscribe(containerd_shim::monitor::Topic::Pid)
+            .unwrap();
+        let (events, rx) = Events::channel();
+        let cell = Arc::new(ExitCell::default());
+        watch_exit(sub, "t1".into(), "t1".into(), 4242, cell.clone(), events).unwrap();
+        containerd_shim::monitor::monitor_notify_by_pid(4241, 1).unwrap();
+        containerd_shim::monitor::monitor_notify_by_pid(4242, 137).unwrap();
+        assert_eq!(cell.wait(None).map(|e| e.status), Some(137));
+        match rx.recv().unwrap() {
+            TaskEvent::Exit(e) => {
+                assert_eq!(
+                    (e.container_id.as_str(), e.pid, e.exit_status),
+                    ("t1", 4242, 137)
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
