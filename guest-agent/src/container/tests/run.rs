@@ -61,6 +61,14 @@ fn a_signal_kills_and_stats_count_the_process() {
         .create("k", spec(&["sleep", "1000"]), rootfs.path())
         .unwrap();
     let started = client.start("k").unwrap();
+    // `start` returns once the process is released, maybe before its exec is done:
+    // while the kernel swaps its memory for sleep's, its RSS can read 0.
+    let comm = format!("/proc/{started}/comm");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+        assert!(std::time::Instant::now() < deadline, "sleep never ran");
+        std::thread::yield_now();
+    }
     let stats = client.ask(RequestBody::Stats {
         container_id: "k".into(),
     });
