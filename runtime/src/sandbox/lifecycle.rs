@@ -251,23 +251,7 @@ pub fn exec(
     state: &ContainerState,
     opts: &ExecOptions,
 ) -> Result<i32, RuntimeError> {
-    let mut process = opts.process.clone();
-    if opts.tty {
-        if let Some(obj) = process.as_object_mut() {
-            obj.insert("terminal".into(), serde_json::Value::Bool(true));
-        }
-    }
-    let plan = ExecPlan {
-        vsock: VmPlan::vsock_path(&store.dir(&state.id)),
-        container_id: state.id.clone(),
-        exec_id: opts
-            .exec_id
-            .clone()
-            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
-        process,
-        console_socket: opts.console_socket.clone(),
-        request_timeout: state.config.request_timeout,
-    };
+    let plan = exec_plan(store, state, opts);
     if !opts.detach {
         if let Some(path) = &opts.pid_file {
             write_pid_file(path, std::process::id())?;
@@ -289,18 +273,28 @@ pub fn exec_detached(
     state: &ContainerState,
     opts: &ExecOptions,
 ) -> Result<u32, RuntimeError> {
-    let plan = ExecPlan {
+    spawn_exec_relay(state, &exec_plan(store, state, opts), opts)
+}
+
+/// What an exec relay is handed for `opts`.
+fn exec_plan(store: &Store, state: &ContainerState, opts: &ExecOptions) -> ExecPlan {
+    let mut process = opts.process.clone();
+    if opts.tty {
+        if let Some(obj) = process.as_object_mut() {
+            obj.insert("terminal".into(), serde_json::Value::Bool(true));
+        }
+    }
+    ExecPlan {
         vsock: VmPlan::vsock_path(&store.dir(&state.id)),
         container_id: state.id.clone(),
         exec_id: opts
             .exec_id
             .clone()
             .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
-        process: opts.process.clone(),
+        process,
         console_socket: opts.console_socket.clone(),
         request_timeout: state.config.request_timeout,
-    };
-    spawn_exec_relay(state, &plan, opts)
+    }
 }
 
 fn spawn_exec_relay(
