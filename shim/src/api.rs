@@ -74,6 +74,7 @@ pub fn exec_state_response(task: &TaskRecord, exec: &ExecRecord) -> api::StateRe
         stdin: exec.stdio.stdin.clone(),
         stdout: exec.stdio.stdout.clone(),
         stderr: exec.stdio.stderr.clone(),
+        terminal: exec.terminal,
         exit_status: exit.as_ref().map_or(0, |e| e.status),
         exited_at: exit.map(|e| e.at).into(),
         ..Default::default()
@@ -100,7 +101,7 @@ pub fn state_response(task: &TaskRecord) -> api::StateResponse {
         stdin: task.stdio.stdin.clone(),
         stdout: task.stdio.stdout.clone(),
         stderr: task.stdio.stderr.clone(),
-        terminal: false,
+        terminal: task.terminal,
         exit_status: exit.as_ref().map_or(0, |e| e.status),
         exited_at: exit.map(|e| e.at).into(),
         ..Default::default()
@@ -247,9 +248,17 @@ impl Task for Service {
     fn resize_pty(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::ResizePtyRequest,
+        req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
-        unsupported("ResizePty (terminals)")
+        tracing::debug!(
+            "resize {} {} to {}x{}",
+            req.id,
+            req.exec_id,
+            req.width,
+            req.height
+        );
+        Service::resize_pty(self, &req.id, &req.exec_id, req.width, req.height)?;
+        Ok(api::Empty::default())
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {

@@ -63,6 +63,9 @@ pub enum ShimError {
     /// The runtime library failed (state store, bundle, sandbox).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A request's value is out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An Exec request's process spec is not a JSON OCI process.
     #[error("the exec's process spec is not valid JSON: {0}")]
     BadExecSpec(String),
@@ -91,7 +94,9 @@ impl ShimError {
             ShimError::TaskExists(_) => Code::ALREADY_EXISTS,
             ShimError::Unsupported(_) => Code::UNIMPLEMENTED,
             ShimError::Precondition(_) => Code::FAILED_PRECONDITION,
-            ShimError::Stdio { .. } | ShimError::BadExecSpec(_) => Code::INVALID_ARGUMENT,
+            ShimError::Stdio { .. } | ShimError::BadExecSpec(_) | ShimError::InvalidArgument(_) => {
+                Code::INVALID_ARGUMENT
+            }
             ShimError::Mount { .. }
             | ShimError::Unmount { .. }
             | ShimError::Internal(_)

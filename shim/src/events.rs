@@ -1,7 +1,8 @@
 //! Task events for containerd (TaskCreate, TaskStart, TaskExit, TaskDelete, and
 //! TaskExecAdded, TaskExecStarted),
 //! published in order by one thread, so that a Task API call never waits on
-//! containerd's event service while containerd waits on it.
+//! containerd's event service while containerd waits on it. An event containerd
+//! cannot take (it is restarting) is retried on a new connection for a while.
 
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
@@ -11,9 +12,10 @@ use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// One task event.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum TaskEvent {
     /// The task was created (its sandbox is up).
     Create(TaskCreate),
@@ -61,20 +63,17 @@ pub struct Events {
 }
 
 impl Events {
-    /// Starts the thread that forwards events to containerd in `namespace`.
-    pub fn start(publisher: RemotePublisher, namespace: String) -> Events {
+    /// Starts the thread that forwards events to containerd in `namespace`. When
+    /// containerd is away (restarting), an event is retried, reconnecting to
+    /// `address` (containerd's ttrpc socket), for up to [`RETRY_FOR`].
+    pub fn start(publisher: RemotePublisher, namespace: String, address: String) -> Events {
         let (tx, rx) = mpsc::channel::<TaskEvent>();
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || {
+                let mut publisher = Some(publisher);
                 for event in rx {
-                    let topic = event.topic();
-                    let message = event.into_message();
-                    if let Err(e) =
-                        publisher.publish(Context::default(), topic, &namespace, message)
-                    {
-                        tracing::error!("cannot publish {topic} to containerd: {e}");
-                    }
+                    forward(&mut publisher, &address, &namespace, event);
                 }
             })
             .map(|_| ())
@@ -95,5 +94,57 @@ impl Events {
         if self.tx.send(event).is_err() {
             tracing::error!("the events thread is gone; an event is lost");
         }
+    }
+}
+
+/// How long an event is retried while containerd cannot take it.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+/// The pause between attempts (doubling up to the last).
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Publishes `event`, reconnecting and retrying while containerd is away.
+fn forward(
+    publisher: &mut Option<RemotePublisher>,
+    address: &str,
+    namespace: &str,
+    event: TaskEvent,
+) {
+    let topic = event.topic();
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut attempt = 0usize;
+    loop {
+        let sent = match publisher.as_ref() {
+            Some(p) => p
+                .publish(
+                    Context::default(),
+                    topic,
+                    namespace,
+                    event.clone().into_message(),
+                )
+                .map_err(|e| e.to_string()),
+            None => Err("not connected".to_string()),
+        };
+        let Err(e) = sent else {
+            if attempt > 0 {
+                tracing::info!("published {topic} after {attempt} retries");
+            }
+            return;
+        };
+        if Instant::now() >= deadline {
+            tracing::error!("cannot publish {topic} to containerd within {RETRY_FOR:?}: {e}");
+            return;
+        }
+        if attempt == 0 {
+            tracing::warn!("cannot publish {topic} to containerd ({e}); retrying");
+        }
+        std::thread::sleep(RETRY_PAUSES[attempt.min(RETRY_PAUSES.len() - 1)]);
+        attempt += 1;
+        // A new connection: containerd may have restarted on the same address.
+        *publisher = RemotePublisher::new(address).ok();
     }
 }

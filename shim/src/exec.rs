@@ -4,9 +4,11 @@
 
 use crate::error::{Result, ShimError};
 use crate::events::TaskEvent;
+use crate::log_uri::Logger;
 use crate::service::Service;
-use crate::stdio::StdioPaths;
+use crate::stdio::{OpenedStdio, Owner, StdioPaths};
 use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
+use crate::terminal::{self, ConsoleSocket};
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use husk_runtime::sandbox::{self, ExecOptions};
@@ -25,8 +27,14 @@ pub struct ExecRecord {
     pub stdio: StdioPaths,
     /// The exec relay's pid, once started (0 before).
     pub pid: AtomicU32,
+    /// Whether it has a terminal.
+    pub terminal: bool,
+    /// The terminal's size (rows, columns) asked for before it started.
+    pub size: Mutex<Option<(u16, u16)>>,
     /// The shim's writing end of the stdin fifo, until CloseIO.
     pub stdin_writer: Mutex<Option<OwnedFd>>,
+    /// The logging binary of a `binary://` stdout, until Delete.
+    pub logger: Mutex<Option<Logger>>,
     /// Its exit.
     pub exit: Arc<ExitCell>,
 }
@@ -79,11 +87,6 @@ impl Service {
     /// Records an exec'd process of a running task (Exec); Start runs it.
     pub fn exec_add(&self, p: ExecParams) -> Result<()> {
         let task = self.task(&p.id)?;
-        if p.terminal {
-            return Err(ShimError::Unsupported(
-                "terminals (an exec with terminal: true, ctr task exec -t)",
-            ));
-        }
         if task.status() != TaskStatus::Running {
             return Err(ShimError::Precondition(format!(
                 "cannot exec in task \"{}\": it is not running",
@@ -103,7 +106,10 @@ impl Service {
                 process,
                 stdio: p.stdio,
                 pid: AtomicU32::new(0),
+                terminal: p.terminal,
+                size: Mutex::default(),
                 stdin_writer: Mutex::new(None),
+                logger: Mutex::default(),
                 exit: Arc::default(),
             }),
         );
@@ -123,24 +129,71 @@ impl Service {
                 "exec \"{exec_id}\" of task \"{id}\" was started already"
             )));
         }
-        let opened = exec.stdio.open()?;
+        let owner = Owner {
+            id,
+            namespace: self.namespace(),
+        };
+        let OpenedStdio {
+            sandbox: relay_stdio,
+            stdin_writer,
+            terminal,
+            logger,
+        } = exec.stdio.open(exec.terminal, owner)?;
+        let store = self.store()?;
+        let console = match terminal {
+            Some(_) => Some(ConsoleSocket::bind(store.root())?.receive_in_background()?),
+            None => None,
+        };
+        let mut process = exec.process.clone();
+        let size = *exec.size.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some((rows, cols)), Some(obj)) = (size, process.as_object_mut()) {
+            obj.insert(
+                "consoleSize".into(),
+                serde_json::json!({ "height": rows, "width": cols }),
+            );
+        }
         let opts = ExecOptions {
-            process: exec.process.clone(),
-            tty: false,
+            process,
+            tty: exec.terminal,
             detach: true,
             pid_file: None,
-            console_socket: None,
+            console_socket: console.as_ref().map(|c| c.path().to_owned()),
             preserve_fds: 0,
-            stdio: Some(opened.sandbox),
+            stdio: Some(relay_stdio),
             exec_id: Some(exec_id.to_string()),
         };
         let subscription = monitor_subscribe(Topic::Pid)
             .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
-        let store = self.store()?;
-        let state = store.load(id)?;
-        let pid = sandbox::exec_detached(&store, &state, &opts)?;
+        let started = store
+            .load(id)
+            .and_then(|state| sandbox::exec_detached(&store, &state, &opts));
         drop(opts);
-        *exec.stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = opened.stdin_writer;
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(console) = console {
+                    console.cancel();
+                }
+                return Err(e.into());
+            }
+        };
+        let output_done = match (console, terminal) {
+            (Some(console), Some(io)) => {
+                match console
+                    .take()
+                    .and_then(|master| terminal::relay(master, io))
+                {
+                    Ok(done) => Some(done),
+                    Err(e) => {
+                        let _ = self.signal_exec(id, exec_id, 9);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        *exec.stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = stdin_writer;
+        *exec.logger.lock().unwrap_or_else(|e| e.into_inner()) = logger;
         exec.pid.store(pid, Ordering::SeqCst);
         watch_exit(
             subscription,
@@ -149,6 +202,7 @@ impl Service {
             pid,
             exec.exit.clone(),
             self.events().clone(),
+            output_done,
         )
         .map_err(|e| ShimError::Internal(format!("cannot watch exec \"{exec_id}\": {e}")))?;
         self.events().send(TaskEvent::ExecStarted(TaskExecStarted {
@@ -166,6 +220,12 @@ impl Service {
         if exec.status() != TaskStatus::Running {
             return Err(ShimError::Finished(format!("{id}/{exec_id}")));
         }
+        self.signal_exec(id, exec_id, signal)
+    }
+
+    /// Signals exec'd process `exec_id` through the agent, whatever the shim's
+    /// record says.
+    fn signal_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
         let store = self.store()?;
         let state = store.load(id)?;
         Ok(sandbox::kill_exec(&store, &state, exec_id, signal as i32)?)
@@ -189,6 +249,9 @@ impl Service {
                 at: Default::default(),
             }),
         };
+        if let Some(logger) = exec.logger.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            logger.stop();
+        }
         task.execs
             .lock()
             .unwrap_or_else(|e| e.into_inner())

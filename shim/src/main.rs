@@ -10,6 +10,8 @@
 //! | [`task`] | one task's record, its exit and the thread that watches for it |
 //! | [`exec`] | exec'd processes, through the runtime library's exec relay |
 //! | [`stdio`] | containerd's fifos, opened for the sandbox process |
+//! | [`log_uri`] | stdio URIs: `file://` and `binary://` (logging binaries) |
+//! | [`terminal`] | terminal processes: the master from the console socket, its relay, ResizePty |
 //! | [`rootfs`] | the snapshotter's mounts on `<bundle>/rootfs` |
 //! | [`events`] | TaskCreate, TaskStart, TaskExit, TaskDelete, published in order |
 //! | [`error`] | the shim's errors and their ttrpc codes |
@@ -19,12 +21,14 @@ mod api;
 mod error;
 mod events;
 mod exec;
+mod log_uri;
 mod logging;
 mod rootfs;
 mod service;
 mod shim;
 mod stdio;
 mod task;
+mod terminal;
 
 use containerd_shim::Config;
 

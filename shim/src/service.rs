@@ -5,8 +5,9 @@
 use crate::error::{Result, ShimError};
 use crate::events::{Events, TaskEvent};
 use crate::rootfs::{self, RootfsMount};
-use crate::stdio::StdioPaths;
+use crate::stdio::{OpenedStdio, Owner, StdioPaths};
 use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
+use crate::terminal::{self, ConsoleSocket};
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::MessageField;
@@ -84,6 +85,11 @@ impl Service {
         &self.events
     }
 
+    /// containerd's namespace this shim serves.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The task `id`.
     pub fn task(&self, id: &str) -> Result<Arc<TaskRecord>> {
         self.tasks
@@ -107,11 +113,6 @@ impl Service {
         if self.task(&p.id).is_ok() {
             return Err(ShimError::TaskExists(p.id));
         }
-        if p.terminal {
-            return Err(ShimError::Unsupported(
-                "terminals (a task with terminal: true, ctr run -t)",
-            ));
-        }
         if !p.checkpoint.is_empty() {
             return Err(ShimError::Unsupported("checkpoint/restore"));
         }
@@ -132,20 +133,58 @@ impl Service {
     }
 
     fn boot(&self, p: &CreateParams, mounted_rootfs: bool) -> Result<u32> {
-        let opened = p.stdio.open()?;
+        let owner = Owner {
+            id: &p.id,
+            namespace: &self.namespace,
+        };
+        let OpenedStdio {
+            sandbox,
+            stdin_writer,
+            terminal,
+            logger,
+        } = p.stdio.open(p.terminal, owner)?;
+        let store = self.store()?;
+        let console = match terminal {
+            Some(_) => Some(ConsoleSocket::bind(store.root())?.receive_in_background()?),
+            None => None,
+        };
         let opts = CreateOptions {
-            stdio: Some(opened.sandbox),
+            stdio: Some(sandbox),
+            console_socket: console.as_ref().map(|c| c.path().to_owned()),
             ..Default::default()
         };
         // Before the sandbox exists, so that its exit cannot be missed.
         let subscription = monitor_subscribe(Topic::Pid)
             .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
-        let state =
-            commands::create::create_from_bundle(&self.store()?, &p.id, &p.bundle, &opts, false)?;
+        let created = commands::create::create_from_bundle(&store, &p.id, &p.bundle, &opts, false);
         // The shim's copies of the fifos go now: the engine sees end of file when the
         // sandbox process exits.
         drop(opts);
+        let state = match created {
+            Ok(state) => state,
+            Err(e) => {
+                if let Some(console) = console {
+                    console.cancel();
+                }
+                return Err(e.into());
+            }
+        };
         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        let output_done = match (console, terminal) {
+            (Some(console), Some(io)) => {
+                match console
+                    .take()
+                    .and_then(|master| terminal::relay(master, io))
+                {
+                    Ok(done) => Some(done),
+                    Err(e) => {
+                        let _ = commands::delete::delete(&store, &p.id, true);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         let exit = Arc::new(ExitCell::default());
         if let Err(e) = watch_exit(
             subscription,
@@ -154,9 +193,10 @@ impl Service {
             pid,
             exit.clone(),
             self.events.clone(),
+            output_done,
         ) {
             // Nobody would see it exit: do not leave it running.
-            let _ = commands::delete::delete(&self.store()?, &p.id, true);
+            let _ = commands::delete::delete(&store, &p.id, true);
             return Err(ShimError::Internal(format!(
                 "cannot start the exit watcher of task \"{}\": {e}",
                 p.id
@@ -169,7 +209,9 @@ impl Service {
             pid,
             mounted_rootfs,
             started: Default::default(),
-            stdin_writer: Mutex::new(opened.stdin_writer),
+            terminal: p.terminal,
+            stdin_writer: Mutex::new(stdin_writer),
+            logger: Mutex::new(logger),
             execs: Mutex::default(),
             exit,
         });
@@ -252,6 +294,7 @@ impl Service {
                 pid: task.pid,
                 secs: DELETE_WAIT.as_secs(),
             })?;
+        task.stop_loggers();
         if task.mounted_rootfs {
             rootfs::unmount_all(&rootfs::target(&task.bundle))?;
         }
@@ -348,22 +391,15 @@ mod tests {
     }
 
     #[test]
-    fn terminals_and_checkpoints_are_refused_before_anything_starts() {
+    fn checkpoints_are_refused_before_anything_starts() {
         let (s, dir, _exit) = service();
-        let params = CreateParams {
-            id: "t1".into(),
-            bundle: dir.path().join("bundle"),
-            terminal: true,
-            ..Default::default()
-        };
-        let err = s.create(params.clone()).unwrap_err();
-        assert_eq!(err.code(), Code::UNIMPLEMENTED);
-        assert!(err.to_string().contains("terminals"), "{err}");
         let err = s
             .create(CreateParams {
-                terminal: false,
+                id: "t1".into(),
+                bundle: dir.path().join("bundle"),
+                terminal: true,
                 checkpoint: "/cp".into(),
-                ..params
+                ..Default::default()
             })
             .unwrap_err();
         assert_eq!(err.code(), Code::UNIMPLEMENTED);

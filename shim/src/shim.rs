@@ -65,6 +65,14 @@ impl containerd_shim::Shim for HuskShim {
             PathBuf::from(&args.bundle)
         };
         crate::logging::init(&args.action, args.debug);
+        if args.action.is_empty() {
+            // Serving: a session of its own, so that nothing aimed at containerd's
+            // process group or session (a service manager stopping it) reaches the
+            // shim, which must outlive a containerd restart.
+            if let Err(e) = nix::unistd::setsid() {
+                tracing::warn!("setsid: {e}");
+            }
+        }
         HuskShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
@@ -100,7 +108,9 @@ impl containerd_shim::Shim for HuskShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
-        let events = Events::start(publisher, self.namespace.clone());
+        // Where the crate's bootstrap connected the publisher (it insists on it).
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let events = Events::start(publisher, self.namespace.clone(), address);
         Service::new(
             self.namespace.clone(),
             store_root(&self.namespace),

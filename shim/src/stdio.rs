@@ -1,8 +1,12 @@
 //! The container's stdio: containerd's fifos (or /dev/null where a path is empty),
 //! opened without blocking and handed to the sandbox process as its stdin, stdout
-//! and stderr, which it relays to and from the guest.
+//! and stderr, which it relays to and from the guest; or, for a stdout URI, a log
+//! file or logging binary ([`crate::log_uri`]); for a terminal, the shim's relay
+//! ([`crate::terminal`]) gets them instead.
 
 use crate::error::{Result, ShimError};
+use crate::log_uri::{destination, open_file, Destination, Logger};
+use crate::terminal::TerminalIo;
 use husk_runtime::sandbox::SandboxStdio;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
@@ -20,43 +24,81 @@ pub struct StdioPaths {
     pub stderr: String,
 }
 
-/// A task's stdio, opened: what the sandbox process gets, and the shim's own
-/// writing end of the stdin fifo, which keeps the sandbox from reading end of file
-/// until the engine has had its say (CloseIO drops it).
+/// Who the output belongs to, for a logging binary's environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// The task (container) id.
+    pub id: &'a str,
+    /// containerd's namespace.
+    pub namespace: &'a str,
+}
+
+/// A task's (or exec'd process's) stdio, opened: what the sandbox process (or exec
+/// relay) gets, the shim's own writing end of the stdin fifo, which keeps the
+/// sandbox from reading end of file until the engine has had its say (CloseIO drops
+/// it), the shim's side of a terminal, and the logging binary if there is one.
 #[derive(Debug)]
 pub struct OpenedStdio {
     /// The sandbox's stdin, stdout and stderr (the shim drops its copies once the
-    /// sandbox is up, so the engine sees end of file when it exits).
+    /// sandbox is up, so the engine sees end of file when it exits); /dev/null for
+    /// a terminal process, whose stdio the shim relays.
     pub sandbox: SandboxStdio,
     /// The shim's writing end of the stdin fifo (`None` without one).
     pub stdin_writer: Option<OwnedFd>,
+    /// For a terminal process: what the shim relays to and from its master.
+    pub terminal: Option<TerminalIo>,
+    /// The logging binary of a `binary://` stdout.
+    pub logger: Option<Logger>,
 }
 
 impl StdioPaths {
-    /// Opens the three without blocking on the engine's ends.
-    pub fn open(&self) -> Result<OpenedStdio> {
+    /// Opens the three without blocking on the engine's ends (`terminal`: for the
+    /// shim's terminal relay rather than the sandbox), starting a logging binary for
+    /// a `binary://` stdout.
+    pub fn open(&self, terminal: bool, owner: Owner<'_>) -> Result<OpenedStdio> {
         let (stdin, stdin_writer) = open_input(&self.stdin)?;
+        let (stdout, stderr, logger) = match destination(&self.stdout)? {
+            Destination::Fifo => (open_output(&self.stdout)?, open_output(&self.stderr)?, None),
+            Destination::File(path) => {
+                let file = open_file(&path)?;
+                let copy = file.try_clone().map_err(|e| ShimError::Stdio {
+                    path: self.stdout.clone(),
+                    message: format!("cannot duplicate: {e}"),
+                })?;
+                (file, copy, None)
+            }
+            Destination::Binary { path, args } => {
+                let started = Logger::start(&path, &args, owner.id, owner.namespace)?;
+                (started.stdout, started.stderr, Some(started.logger))
+            }
+        };
+        if !terminal {
+            return Ok(OpenedStdio {
+                sandbox: SandboxStdio {
+                    stdin,
+                    stdout,
+                    stderr,
+                },
+                stdin_writer,
+                terminal: None,
+                logger,
+            });
+        }
+        let null = |flags| open_path("/dev/null", flags);
         Ok(OpenedStdio {
             sandbox: SandboxStdio {
-                stdin,
-                stdout: open_output(&self.stdout)?,
-                stderr: open_output(&self.stderr)?,
+                stdin: null(OFlag::O_RDONLY)?,
+                stdout: null(OFlag::O_WRONLY)?,
+                stderr: null(OFlag::O_WRONLY)?,
             },
             stdin_writer,
+            terminal: Some(TerminalIo {
+                input: (!self.stdin.is_empty()).then_some(stdin),
+                output: stdout,
+            }),
+            logger,
         })
     }
-}
-
-/// Refuses URIs (`binary://`, `file://`: containerd's log drivers), which husk does
-/// not handle yet.
-fn check_plain(path: &str) -> Result<()> {
-    if path.contains("://") {
-        return Err(ShimError::Stdio {
-            path: path.into(),
-            message: "stdio URIs (log drivers) are not supported yet; use fifos".into(),
-        });
-    }
-    Ok(())
 }
 
 /// The stdin fifo's reading end (opening it does not wait for a writer), and a
@@ -67,7 +109,6 @@ fn open_input(path: &str) -> Result<(OwnedFd, Option<OwnedFd>)> {
     if path.is_empty() {
         return Ok((open_path("/dev/null", OFlag::O_RDONLY)?, None));
     }
-    check_plain(path)?;
     let reader = open_path(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
     // A reader exists now: a non-blocking open for writing succeeds at once.
     let writer = open_path(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK)?;
@@ -80,7 +121,6 @@ fn open_output(path: &str) -> Result<OwnedFd> {
     if path.is_empty() {
         return open_path("/dev/null", OFlag::O_WRONLY);
     }
-    check_plain(path)?;
     let fd = match open(
         path,
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -121,6 +161,11 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    const OWNER: Owner<'static> = Owner {
+        id: "c1",
+        namespace: "ns",
+    };
+
     fn fifo(dir: &std::path::Path, name: &str) -> String {
         let path = dir.join(name);
         nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
@@ -129,7 +174,7 @@ mod tests {
 
     #[test]
     fn empty_paths_are_dev_null() {
-        let opened = StdioPaths::default().open().unwrap();
+        let opened = StdioPaths::default().open(false, OWNER).unwrap();
         assert!(opened.stdin_writer.is_none());
         let stdio = opened.sandbox;
         let mut stdin = std::fs::File::from(stdio.stdin);
@@ -147,7 +192,7 @@ mod tests {
             stderr: fifo(dir.path(), "err"),
         };
         // Nobody holds the other ends: none of these opens may block.
-        let opened = paths.open().unwrap();
+        let opened = paths.open(false, OWNER).unwrap();
         let stdio = opened.sandbox;
         for fd in [&stdio.stdin, &stdio.stdout, &stdio.stderr] {
             let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
@@ -187,14 +232,55 @@ mod tests {
     }
 
     #[test]
-    fn uris_and_missing_fifos_are_refused_by_name() {
-        let err = open_output("binary:///usr/bin/logger").unwrap_err();
+    fn unknown_uris_and_missing_fifos_are_refused_by_name() {
+        let paths = StdioPaths {
+            stdout: "syslog:///dev/log".into(),
+            ..Default::default()
+        };
+        let err = paths.open(false, OWNER).unwrap_err();
+        assert!(err.to_string().contains("syslog:///dev/log"), "{err}");
         assert!(
-            err.to_string().contains("binary:///usr/bin/logger"),
+            err.to_string().contains("unknown stdio URI scheme"),
             "{err}"
         );
-        assert!(err.to_string().contains("not supported"), "{err}");
         let err = open_input("/nonexistent/stdin").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/stdin"), "{err}");
+    }
+
+    #[test]
+    fn a_file_uri_takes_stdout_and_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/c1.log");
+        let uri = format!("file://{}", log.display());
+        let paths = StdioPaths {
+            stdout: uri.clone(),
+            stderr: uri,
+            ..Default::default()
+        };
+        let stdio = paths.open(false, OWNER).unwrap().sandbox;
+        std::fs::File::from(stdio.stdout)
+            .write_all(b"out\n")
+            .unwrap();
+        std::fs::File::from(stdio.stderr)
+            .write_all(b"err\n")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\n");
+    }
+
+    #[test]
+    fn a_terminal_leaves_the_sandbox_dev_null_and_the_relay_the_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StdioPaths {
+            stdin: fifo(dir.path(), "in"),
+            stdout: fifo(dir.path(), "out"),
+            stderr: String::new(),
+        };
+        let opened = paths.open(true, OWNER).unwrap();
+        let io = opened.terminal.expect("the relay's side");
+        assert!(io.input.is_some());
+        let mut buf = [0u8; 1];
+        let mut stdin = std::fs::File::from(opened.sandbox.stdin);
+        assert_eq!(stdin.read(&mut buf).unwrap(), 0, "/dev/null");
+        assert!(opened.stdin_writer.is_some());
     }
 }

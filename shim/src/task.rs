@@ -3,6 +3,7 @@
 //! crate's reaper reaps it and a watcher thread per task records its exit.
 
 use crate::events::{Events, TaskEvent};
+use crate::log_uri::Logger;
 use crate::stdio::StdioPaths;
 use containerd_shim::monitor::{ExitEvent, Subject, Subscription};
 use containerd_shim::protos::events::task::TaskExit;
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -83,8 +85,12 @@ pub struct TaskRecord {
     pub mounted_rootfs: bool,
     /// Whether Start succeeded.
     pub started: AtomicBool,
+    /// Whether its process has a terminal.
+    pub terminal: bool,
     /// The shim's writing end of the stdin fifo, until CloseIO.
     pub stdin_writer: Mutex<Option<OwnedFd>>,
+    /// The logging binary of a `binary://` stdout, until Delete.
+    pub logger: Mutex<Option<Logger>>,
     /// Its exec'd processes, by containerd's exec id.
     pub execs: Mutex<HashMap<String, Arc<crate::exec::ExecRecord>>>,
     /// Its exit.
@@ -103,6 +109,26 @@ pub enum TaskStatus {
 }
 
 impl TaskRecord {
+    /// Stops the logging binaries of the task and of its exec'd processes.
+    pub fn stop_loggers(&self) {
+        let execs: Vec<_> = self
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let loggers = execs
+            .iter()
+            .map(|e| &e.logger)
+            .chain(std::iter::once(&self.logger));
+        for slot in loggers {
+            if let Some(logger) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                logger.stop();
+            }
+        }
+    }
+
     /// The task's status now.
     pub fn status(&self) -> TaskStatus {
         if self.exit.get().is_some() {
@@ -115,10 +141,15 @@ impl TaskRecord {
     }
 }
 
+/// How long TaskExit waits for a terminal's output to be relayed.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Watches for the exit of host process `pid` (a sandbox process, or an exec
 /// relay) on `subscription` (taken before the process was started, so no exit is
 /// missed), records it in `cell` and publishes TaskExit for process `id` (the task
-/// id, or an exec id) of task `container_id`.
+/// id, or an exec id) of task `container_id`. With `output_done`, the exit waits
+/// (bounded) for the shim's relay of the process's output to finish first, so that
+/// an engine that stops reading at the exit loses nothing.
 pub fn watch_exit(
     subscription: Subscription,
     container_id: String,
@@ -126,26 +157,51 @@ pub fn watch_exit(
     pid: u32,
     cell: Arc<ExitCell>,
     events: Events,
+    output_done: Option<Receiver<()>>,
 ) -> std::io::Result<()> {
+    watch_pid(subscription, pid, cell, move |status| {
+        tracing::info!("task {container_id}: {id}'s process {pid} exited with status {status}");
+        if let Some(done) = output_done {
+            if done.recv_timeout(OUTPUT_DRAIN).is_err() {
+                tracing::warn!("task {container_id}: {id}'s output still flows {OUTPUT_DRAIN:?} after its exit");
+            }
+        }
+        move |e: &Exited| {
+            events.send(TaskEvent::Exit(TaskExit {
+                container_id: container_id.clone(),
+                id: id.clone(),
+                pid,
+                exit_status: e.status,
+                exited_at: MessageField::some(e.at.clone()),
+                ..Default::default()
+            }))
+        }
+    })
+}
+
+/// Watches for the exit of host process `pid` (a child of the shim) on
+/// `subscription` and records it in `cell`; `on_exit` runs first with the status
+/// and gives what runs under the cell's lock just before the exit is recorded.
+pub fn watch_pid<F, G>(
+    subscription: Subscription,
+    pid: u32,
+    cell: Arc<ExitCell>,
+    on_exit: F,
+) -> std::io::Result<()>
+where
+    F: FnOnce(u32) -> G + Send + 'static,
+    G: FnOnce(&Exited),
+{
     std::thread::Builder::new()
         .name(format!("exit-{pid}"))
         .spawn(move || {
             let status = exit_status_of(&subscription, pid);
+            let before = on_exit(status);
             let exited = Exited {
                 status,
                 at: Timestamp::now(),
             };
-            tracing::info!("task {container_id}: {id}'s process {pid} exited with status {status}");
-            cell.set(exited, |e| {
-                events.send(TaskEvent::Exit(TaskExit {
-                    container_id: container_id.clone(),
-                    id: id.clone(),
-                    pid,
-                    exit_status: e.status,
-                    exited_at: MessageField::some(e.at.clone()),
-                    ..Default::default()
-                }))
-            });
+            cell.set(exited, before);
         })
         .map(|_| ())
 }
@@ -164,7 +220,7 @@ fn exit_status_of(subscription: &Subscription, pid: u32) -> u32 {
             }
         }
     }
-    tracing::error!("the reaper stopped before sandbox process {pid} exited");
+    tracing::error!("the reaper stopped before process {pid} exited");
     255
 }
 
@@ -197,7 +253,16 @@ mod tests {
             .unwrap();
         let (events, rx) = Events::channel();
         let cell = Arc::new(ExitCell::default());
-        watch_exit(sub, "t1".into(), "t1".into(), 4242, cell.clone(), events).unwrap();
+        watch_exit(
+            sub,
+            "t1".into(),
+            "t1".into(),
+            4242,
+            cell.clone(),
+            events,
+            None,
+        )
+        .unwrap();
         containerd_shim::monitor::monitor_notify_by_pid(4241, 1).unwrap();
         containerd_shim::monitor::monitor_notify_by_pid(4242, 137).unwrap();
         assert_eq!(cell.wait(None).map(|e| e.status), Some(137));

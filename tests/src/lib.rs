@@ -2,7 +2,9 @@
 //! with a genuine `/dev/kvm`, and helpers shared by the end-to-end suites.
 
 pub mod bundle;
+pub mod busybox_image;
 pub mod console;
+pub mod containerd_daemon;
 pub mod guest_exec;
 pub mod guest_image;
 pub mod ratio_table;

@@ -1,321 +1,35 @@
 //! containerd running tasks in husk microVMs through `containerd-shim-husk-v2`, end
-//! to end: Debian's containerd with its own root and state, `ctr image import` of a
-//! busybox image built here (`podman import`, then `podman save` as an OCI archive),
-//! and `ctr run --runtime io.containerd.husk.v2`. Needs hardware KVM: ignored by a
-//! plain `cargo test`, run in the testbed by `tests/run.sh`.
-//!
-//! Everything lives under one directory in `/run` (a tmpfs in the testbed: the
-//! overlayfs snapshotter cannot stack on the test host's overlaid `/tmp`); the shim
-//! binary reaches containerd through a `PATH` entry of its own, and the shim keeps
-//! husk's state there too (`HUSK_SHIM_ROOT`).
+//! to end: Debian's containerd with its own root and state
+//! ([`husk_tests::containerd_daemon`]), `ctr image import` of a busybox image built
+//! here (`podman import`, then `podman save` as an OCI archive), and `ctr run
+//! --runtime io.containerd.husk.v2`. Needs hardware KVM: ignored by a plain `cargo
+//! test`, run in the testbed by `tests/run.sh`.
 
-use husk_tests::bundle::husk_config;
-use husk_tests::guest_image::workspace_bin;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use husk_tests::containerd_daemon::{
+    shim_pid, text, Containerd, IMAGE, NAMESPACE, RUNTIME, SETTLE,
+};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const IMAGE: &str = "localhost/husk-busybox:latest";
-const RUNTIME: &str = "io.containerd.husk.v2";
-const NAMESPACE: &str = "husk-e2e";
-const SHIM: &str = "containerd-shim-husk-v2";
-/// The longest one `ctr` command may take (a VM boots under nested emulation).
-const CTR_TIMEOUT_SECS: u32 = 300;
-/// How long containerd may take to answer, and cleanups to finish.
-const SETTLE: Duration = Duration::from_secs(60);
-
-/// containerd's scratch world, shared by the tests (one daemon, one image import).
-struct Containerd {
-    dir: PathBuf,
-    _daemon: Child,
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn containerd() -> &'static Containerd {
-    static WORLD: OnceLock<Containerd> = OnceLock::new();
+/// The containerd the tests share (one daemon, one image import), and the image's
+/// OCI archive.
+fn shared() -> &'static (Containerd, PathBuf) {
+    static WORLD: OnceLock<(Containerd, PathBuf)> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let dir = PathBuf::from(format!("/run/husk-containerd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::os::unix::fs::symlink(workspace_bin(SHIM), dir.join("bin").join(SHIM)).unwrap();
-        let config = dir.join("config.toml");
-        std::fs::write(&config, containerd_config(&dir)).unwrap();
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config")
-            .arg(&config)
-            .env("PATH", search_path(&dir))
-            .env("HUSK_CONFIG", husk_config(&dir.join("husk.toml")))
-            .env("HUSK_SHIM_ROOT", dir.join("husk-shim"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let daemon = spawn_tied_to_this_process(cmd)
-            .expect("containerd (Debian's containerd; tests/setup.sh installs it)");
-        let world = Containerd {
-            dir,
-            _daemon: daemon,
-        };
-        world.wait_ready();
-        world.import_image();
-        world
+        let c = Containerd::start(PathBuf::from(format!(
+            "/run/husk-containerd-{}",
+            std::process::id()
+        )));
+        let archive = c.build_image_archive();
+        c.import_image(&archive);
+        (c, archive)
     })
 }
 
-/// Spawns `cmd` so that it gets SIGTERM when this test process ends: from a thread
-/// that lives as long as the process (the parent-death signal follows the thread
-/// that spawned the child, and each test runs on a thread of its own).
-fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only makes one
-    // system call (prctl), which is async-signal-safe; it touches no shared state.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(cmd.spawn());
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().expect("the spawning thread answers")
-}
-
-/// `PATH` with the directory holding the shim first.
-fn search_path(dir: &Path) -> String {
-    format!(
-        "{}:{}",
-        dir.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-/// containerd's configuration: everything under `dir`, the CRI plugin off (these
-/// tests drive containerd with `ctr`), husk registered as a runtime for CRI users
-/// as docs/containerd.md shows.
-fn containerd_config(dir: &Path) -> String {
-    format!(
-        r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "{sock}"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]
-  runtime_type = "{RUNTIME}"
-"#,
-        root = dir.join("root").display(),
-        state = dir.join("state").display(),
-        sock = dir.join("containerd.sock").display(),
-    )
-}
-
-impl Containerd {
-    fn ctr(&self) -> Command {
-        let mut cmd = Command::new("timeout");
-        cmd.arg(CTR_TIMEOUT_SECS.to_string())
-            .arg("ctr")
-            .arg("--address")
-            .arg(self.dir.join("containerd.sock"))
-            .arg("--namespace")
-            .arg(NAMESPACE)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.ctr().args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?}: {}: {}\n{}",
-            out.status,
-            text(&out.stderr),
-            self.log_tail()
-        );
-        text(&out.stdout)
-    }
-
-    /// The end of containerd's log (with the shim's lines), for failure messages.
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!("containerd.log (end):\n{}", lines[from..].join("\n"))
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            if self.run(&["version"]).status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not answer within {SETTLE:?}\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Builds the busybox image with podman (its own vfs storage under `dir`), saves
-    /// it as an OCI archive and imports that into containerd.
-    fn import_image(&self) {
-        let rootfs = self.dir.join("image");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        for d in ["proc", "dev", "sys", "tmp", "etc", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in text(&list.stdout).lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        let tar = self.dir.join("rootfs.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let archive = self.dir.join("image.oci.tar");
-        self.podman(&["import", tar.to_str().unwrap(), IMAGE]);
-        self.podman(&[
-            "save",
-            "--format",
-            "oci-archive",
-            "-o",
-            archive.to_str().unwrap(),
-            IMAGE,
-        ]);
-        self.ok(&[
-            "image",
-            "import",
-            "--base-name",
-            "localhost/husk-busybox",
-            archive.to_str().unwrap(),
-        ]);
-        let images = self.ok(&["image", "ls", "-q"]);
-        assert!(
-            images.lines().any(|l| l == IMAGE),
-            "{IMAGE} not imported: {images}"
-        );
-    }
-
-    fn podman(&self, args: &[&str]) {
-        let out = Command::new("podman")
-            .arg("--storage-driver=vfs")
-            .arg(format!("--root={}", self.dir.join("podman").display()))
-            .arg(format!(
-                "--runroot={}",
-                self.dir.join("podman-run").display()
-            ))
-            .arg("--cgroup-manager=cgroupfs")
-            .arg("--events-backend=file")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            text(&out.stderr)
-        );
-    }
-
-    /// The status column of `ctr task ls` for `id` (None: no such task).
-    fn task_status(&self, id: &str) -> Option<String> {
-        let out = self.ok(&["task", "ls"]);
-        out.lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|cols| cols.first() == Some(&id))
-            .and_then(|cols| cols.last().map(|s| s.to_string()))
-    }
-
-    /// Waits until `check` holds, or fails with `what`.
-    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + SETTLE;
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {SETTLE:?}\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// What husk left: sandbox processes, exec relays, virtiofsd, shims, mounts of containerd's
-    /// bundles, state directories of the shim's store. Empty when all is clean.
-    fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = text(&cmdline).replace('\0', " ");
-            if ["__sandbox", "__exec", SHIM]
-                .iter()
-                .any(|w| cmdline.contains(w))
-            {
-                left.push(format!("process: {cmdline}"));
-            }
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim() == "virtiofsd" {
-                left.push("process: virtiofsd".into());
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let state = self.dir.join("state").display().to_string();
-        for line in mounts.lines().filter(|l| l.contains(&state)) {
-            left.push(format!("mount: {line}"));
-        }
-        let store = self.dir.join("husk-shim").join(NAMESPACE);
-        for entry in std::fs::read_dir(&store).into_iter().flatten().flatten() {
-            left.push(format!("state: {}", entry.path().display()));
-        }
-        left
-    }
-
-    fn assert_nothing_left(&self) {
-        let mut last = Vec::new();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let left = self.leftovers();
-            if left.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "left behind after {SETTLE:?}: {last:#?}\n{}",
-                self.log_tail()
-            );
-            last = left;
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn run_task(&self, id: &str, cmd: &[&str]) -> Output {
-        let mut args = vec!["run", "--rm", "--runtime", RUNTIME, IMAGE, id];
-        args.extend_from_slice(cmd);
-        self.run(&args)
-    }
+fn containerd() -> &'static Containerd {
+    &shared().0
 }
 
 #[test]
@@ -449,25 +163,10 @@ fn exit_codes_propagate() {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn a_detached_task_is_listed_killed_and_removed() {
     let c = containerd();
-    c.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "d1",
-        "sleep",
-        "1000",
-    ]);
-    assert_eq!(c.task_status("d1").as_deref(), Some("RUNNING"));
+    c.run_detached("d1", &["sleep", "1000"]);
     let pids = c.ok(&["task", "ps", "d1"]);
     assert!(pids.lines().count() >= 2, "ctr task ps: {pids}");
-    c.ok(&["task", "kill", "--signal", "SIGKILL", "d1"]);
-    c.eventually("d1 stopped", || {
-        c.task_status("d1").as_deref() == Some("STOPPED")
-    });
-    c.ok(&["task", "rm", "d1"]);
-    c.ok(&["container", "rm", "d1"]);
+    c.kill_and_remove("d1");
     c.assert_nothing_left();
 }
 
@@ -475,16 +174,7 @@ fn a_detached_task_is_listed_killed_and_removed() {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn exec_runs_in_a_running_task() {
     let c = containerd();
-    c.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "x1",
-        "sleep",
-        "1000",
-    ]);
+    c.run_detached("x1", &["sleep", "1000"]);
     let out = c.ok(&["task", "exec", "--exec-id", "e1", "x1", "echo", "inside"]);
     assert_eq!(out, "inside\n");
     let out = c.run(&[
@@ -499,12 +189,7 @@ fn exec_runs_in_a_running_task() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(c.task_status("x1").as_deref(), Some("RUNNING"));
-    c.ok(&["task", "kill", "--signal", "SIGKILL", "x1"]);
-    c.eventually("x1 stopped", || {
-        c.task_status("x1").as_deref() == Some("STOPPED")
-    });
-    c.ok(&["task", "rm", "x1"]);
-    c.ok(&["container", "rm", "x1"]);
+    c.kill_and_remove("x1");
     c.assert_nothing_left();
 }
 
@@ -512,16 +197,7 @@ fn exec_runs_in_a_running_task() {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn unsupported_methods_say_so() {
     let c = containerd();
-    c.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "u1",
-        "sleep",
-        "1000",
-    ]);
+    c.run_detached("u1", &["sleep", "1000"]);
     let out = c.run(&["task", "pause", "u1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
@@ -532,12 +208,7 @@ fn unsupported_methods_say_so() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("husk does not support Resume"), "{err}");
-    c.ok(&["task", "kill", "--signal", "SIGKILL", "u1"]);
-    c.eventually("u1 stopped", || {
-        c.task_status("u1").as_deref() == Some("STOPPED")
-    });
-    c.ok(&["task", "rm", "u1"]);
-    c.ok(&["container", "rm", "u1"]);
+    c.kill_and_remove("u1");
     c.assert_nothing_left();
 }
 
@@ -545,16 +216,7 @@ fn unsupported_methods_say_so() {
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn killing_the_shim_leaves_nothing_behind() {
     let c = containerd();
-    c.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "k1",
-        "sleep",
-        "1000",
-    ]);
+    c.run_detached("k1", &["sleep", "1000"]);
     let shim = shim_pid("k1").expect("the shim of k1");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim),
@@ -571,15 +233,179 @@ fn killing_the_shim_leaves_nothing_behind() {
     c.assert_nothing_left();
 }
 
-/// The pid of the serving shim of task `id`.
-fn shim_pid(id: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<String> = text(&cmdline).split('\0').map(str::to_string).collect();
-        let is_shim = args.first()?.ends_with(SHIM);
-        let serves_id = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
-        let serving = !args.iter().any(|a| a == "start" || a == "delete");
-        (is_shim && serves_id && serving).then_some(pid)
-    })
+/// The terminal's size in the terminal tests.
+const ROWS: u16 = 33;
+const COLS: u16 = 111;
+/// A task command for the terminal tests: waits (bounded) for the size ctr sets
+/// with ResizePty (ctr resizes once the task runs), prints it and whether stdout is
+/// a terminal, and exits with `code`.
+fn terminal_probe(code: u8) -> String {
+    format!(
+        "i=0; while [ \"$(stty size)\" != \"{ROWS} {COLS}\" ] && [ $i -lt 200 ]; do \
+         sleep 0.05; i=$((i+1)); done; stty size; test -t 1 && echo on-a-tty; exit {code}"
+    )
+}
+
+/// Runs `cmd` (a `ctr` command) with a pseudo-terminal of ROWS x COLS as its
+/// stdin, stdout and stderr; gives its exit code and what it wrote.
+fn on_a_terminal(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    use std::io::Read;
+    let size = nix::pty::Winsize {
+        ws_row: ROWS,
+        ws_col: COLS,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().unwrap();
+    // The command's copies of the slave go: the master reads end of file (EIO)
+    // once ctr is gone.
+    drop(cmd);
+    let master = pty.master;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::fs::File::from(master).read_to_end(&mut out);
+        out
+    });
+    let status = child.wait().unwrap();
+    (status.code(), text(&reader.join().unwrap()))
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn ctr_run_t_gives_the_task_a_terminal() {
+    let c = containerd();
+    let mut cmd = c.ctr();
+    cmd.args(["run", "-t", "--rm", "--runtime", RUNTIME, IMAGE, "tty1"])
+        .args(["sh", "-c", &terminal_probe(5)]);
+    let (code, out) = on_a_terminal(cmd);
+    assert_eq!(code, Some(5), "{out}\n{}", c.log_tail());
+    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
+    assert!(out.contains("on-a-tty"), "{out}");
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn ctr_task_exec_t_gives_the_exec_a_terminal() {
+    let c = containerd();
+    c.run_detached("tty2", &["sleep", "1000"]);
+    let mut cmd = c.ctr();
+    cmd.args(["task", "exec", "-t", "--exec-id", "t1", "tty2"])
+        .args(["sh", "-c", &terminal_probe(4)]);
+    let (code, out) = on_a_terminal(cmd);
+    assert_eq!(code, Some(4), "{out}\n{}", c.log_tail());
+    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
+    assert!(out.contains("on-a-tty"), "{out}");
+    assert_eq!(c.task_status("tty2").as_deref(), Some("RUNNING"));
+    c.kill_and_remove("tty2");
+    c.assert_nothing_left();
+}
+
+/// A task's command that writes to stdout and stderr and exits with 3.
+const BOTH_STREAMS: [&str; 3] = ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"];
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_file_log_uri_gets_stdout_and_stderr() {
+    let c = containerd();
+    let log = c.dir.join("logs").join("f1.log");
+    let uri = format!("file://{}", log.display());
+    let out = c.run_task_with(&["--log-uri", &uri], "f1", &BOTH_STREAMS);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        text(&out.stderr),
+        c.log_tail()
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("to-out\n"), "{logged}");
+    assert!(logged.contains("to-err\n"), "{logged}");
+    c.assert_nothing_left();
+}
+
+/// A logging binary as containerd's contract has it: stdout on 3, stderr on 4,
+/// ready once 5 is closed; it saves them and its environment under `$2`.
+const LOGGER: &str = r#"#!/bin/sh
+/bin/cat <&3 >"$2/stdout" 5>&- &
+/bin/cat <&4 >"$2/stderr" 5>&- &
+echo "$CONTAINER_ID $CONTAINER_NAMESPACE $1" >"$2/env"
+exec 5>&-
+wait
+"#;
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_binary_log_uri_feeds_the_logging_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = containerd();
+    let dir = c.dir.join("logger-b1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let logger = dir.join("husk-test-logger");
+    std::fs::write(&logger, LOGGER).unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}?into={}", logger.display(), dir.display());
+    let out = c.run_task_with(&["--log-uri", &uri], "b1", &BOTH_STREAMS);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        text(&out.stderr),
+        c.log_tail()
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    c.eventually("the logger saved the output", || {
+        read("stdout") == "to-out\n" && read("stderr") == "to-err\n"
+    });
+    assert_eq!(read("env"), format!("b1 {NAMESPACE} into\n"));
+    // Stopped with the task.
+    c.eventually("the logging binary gone", || {
+        std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            !text(&cmdline).contains("husk-test-logger")
+        })
+    });
+    c.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn restarting_containerd_loses_no_running_task() {
+    // A containerd of its own: the restart must not disturb the shared one.
+    let (_, archive) = shared();
+    let c = Containerd::start(PathBuf::from(format!(
+        "/run/husk-containerd-restart-{}",
+        std::process::id()
+    )));
+    c.import_image(archive);
+    c.run_detached("r1", &["sleep", "1000"]);
+    let shim = shim_pid("r1").expect("the shim of r1");
+    c.restart();
+    assert_eq!(
+        shim_pid("r1"),
+        Some(shim),
+        "the shim did not outlive containerd\n{}",
+        c.log_tail()
+    );
+    // containerd reconnected to the shim (its address file) and asks it again.
+    assert_eq!(c.task_status("r1").as_deref(), Some("RUNNING"));
+    let out = c.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        "r1",
+        "echo",
+        "still-here",
+    ]);
+    assert_eq!(out, "still-here\n");
+    c.kill_and_remove("r1");
+    c.assert_nothing_left();
+    c.stop();
+    let _ = std::fs::remove_dir_all(&c.dir);
 }

@@ -8,6 +8,7 @@
 //! through a wrapper that points it at the guest image under test.
 
 use husk_tests::bundle::husk_config;
+use husk_tests::busybox_image::rootfs_tar;
 use husk_tests::guest_image::workspace_bin;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -41,29 +42,7 @@ fn podman() -> &'static Podman {
         .unwrap();
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
         let world = Podman { dir, runtime };
-        // The image: busybox and its applets, nothing else.
-        let rootfs = world.dir.join("image");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        for d in ["proc", "dev", "sys", "tmp", "etc", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        // Relative links: `busybox --install -s` would point them at this host's
-        // /usr/bin/busybox, which the image does not have.
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in text(&list.stdout).lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        let tar = world.dir.join("image.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let tar = rootfs_tar(&world.dir);
         let out = world.run(&["import", tar.to_str().unwrap(), IMAGE]);
         assert!(out.status.success(), "import: {}", text(&out.stderr));
         world

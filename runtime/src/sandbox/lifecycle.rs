@@ -329,6 +329,20 @@ pub fn kill_exec(
         .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
 }
 
+/// Sets the window size of the terminal of the container's process (`exec_id`:
+/// of that exec'd process instead).
+pub fn resize_tty(
+    store: &Store,
+    state: &ContainerState,
+    exec_id: Option<&str>,
+    rows: u16,
+    cols: u16,
+) -> Result<(), RuntimeError> {
+    agent(store, state)?
+        .resize_tty(&state.id, exec_id, rows, cols)
+        .map_err(|e| RuntimeError::Sandbox(format!("resize the terminal: {}", error_chain(&e))))
+}
+
 /// A number unlikely to repeat within one container.
 fn unique() -> u128 {
     std::time::SystemTime::now()

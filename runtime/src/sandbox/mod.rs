@@ -22,8 +22,8 @@ pub mod relay;
 pub mod vm;
 
 pub use lifecycle::{
-    create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, start, wait,
-    CreateOptions, ExecOptions, SandboxStdio,
+    create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, resize_tty, start,
+    wait, CreateOptions, ExecOptions, SandboxStdio,
 };
 
 use crate::agent::ClientError;

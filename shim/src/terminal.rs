@@ -1,0 +1,403 @@
+//! Terminal processes (`ctr run -t`, `ctr task exec -t`). The sandbox process (or
+//! exec relay) opens a host pseudo-terminal relayed to the guest's, and sends its
+//! master over a console socket, as runc does; the shim receives it and relays it
+//! to containerd's stdin and stdout (a terminal has no stderr). ResizePty goes to
+//! the agent (see [`crate::service::Service::resize_pty`]).
+
+use crate::error::{Result, ShimError};
+use crate::service::Service;
+use crate::task::TaskStatus;
+use husk_runtime::sandbox;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use std::fs::File;
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bytes copied per read.
+const CHUNK: usize = 32 << 10;
+/// How often a wait for the master checks whether it was called off.
+const TICK: Duration = Duration::from_millis(100);
+/// The longest wait for the master: the sandbox's boot is bounded by its own
+/// timeouts, and a failed one calls the wait off.
+const MAX_WAIT: Duration = Duration::from_secs(900);
+/// How long the master may still take once the sandbox (or exec relay) reported
+/// that it is up: it sends the master before reporting.
+const AFTER_UP: Duration = Duration::from_secs(5);
+
+/// A listening console socket; the file goes when this does.
+#[derive(Debug)]
+pub struct ConsoleSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A console socket waited on by a thread until the master arrives, the deadline
+/// passes or the wait is called off.
+#[derive(Debug)]
+pub struct PendingMaster {
+    path: PathBuf,
+    cancel: Arc<AtomicBool>,
+    thread: JoinHandle<Result<OwnedFd>>,
+}
+
+impl ConsoleSocket {
+    /// Listens on a fresh socket in `dir` (short names: socket paths are bounded).
+    pub fn bind(dir: &Path) -> Result<ConsoleSocket> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".console-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| {
+            ShimError::Internal(format!("cannot listen on {}: {e}", path.display()))
+        })?;
+        let socket = ConsoleSocket { path, listener };
+        socket.listener.set_nonblocking(true).map_err(|e| {
+            ShimError::Internal(format!("cannot listen on {}: {e}", socket.path.display()))
+        })?;
+        Ok(socket)
+    }
+
+    /// Waits in a thread (until [`PendingMaster::take`] or
+    /// [`PendingMaster::cancel`]) for the master.
+    pub fn receive_in_background(self) -> Result<PendingMaster> {
+        let deadline = Instant::now() + MAX_WAIT;
+        let path = self.path.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("console".into())
+            .spawn(move || self.receive(deadline, &stop))
+            .map_err(|e| ShimError::Internal(format!("cannot start a thread: {e}")))?;
+        Ok(PendingMaster {
+            path,
+            cancel,
+            thread,
+        })
+    }
+
+    fn receive(self, deadline: Instant, cancel: &AtomicBool) -> Result<OwnedFd> {
+        let failed = |what: String| {
+            ShimError::Internal(format!("console socket {}: {what}", self.path.display()))
+        };
+        let stream = loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(failed("called off".into()));
+            }
+            if Instant::now() >= deadline {
+                return Err(failed("no terminal arrived in time".into()));
+            }
+            match self.listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+                    let _ = poll(&mut fds, TICK.as_millis() as u16);
+                }
+                Err(e) => return Err(failed(format!("accept: {e}"))),
+            }
+        };
+        stream
+            .set_read_timeout(Some(
+                deadline.saturating_duration_since(Instant::now()).max(TICK),
+            ))
+            .map_err(|e| failed(e.to_string()))?;
+        let mut name = [0u8; 256];
+        let mut iov = [IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| failed(format!("recvmsg: {e}")))?;
+        let mut received: Vec<OwnedFd> = Vec::new();
+        for cmsg in msg.cmsgs().map_err(|e| failed(e.to_string()))? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                // SAFETY: SCM_RIGHTS just installed these descriptors in this
+                // process; nothing else owns them.
+                received.extend(
+                    fds.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        if received.len() != 1 {
+            return Err(failed(format!(
+                "expected one descriptor, got {}",
+                received.len()
+            )));
+        }
+        Ok(received.remove(0))
+    }
+}
+
+impl PendingMaster {
+    /// The socket's path, for the sandbox process.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The master, once the sandbox (or exec relay) has reported that it is up
+    /// (it has sent the master by then; one that runs no terminal, because its
+    /// process.terminal is false, sends none).
+    pub fn take(self) -> Result<OwnedFd> {
+        let deadline = Instant::now() + AFTER_UP;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !self.thread.is_finished() {
+            self.cancel.store(true, Ordering::SeqCst);
+            let _ = self.thread.join();
+            return Err(ShimError::Internal(format!(
+                "the sandbox sent no terminal to {} (does the process spec say terminal: true?)",
+                self.path.display()
+            )));
+        }
+        self.thread
+            .join()
+            .map_err(|_| ShimError::Internal("the console socket's thread panicked".into()))?
+    }
+
+    /// Calls the wait off (the sandbox failed) and removes the socket.
+    pub fn cancel(self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// The shim's side of a terminal: input to the master, output from it.
+#[derive(Debug)]
+pub struct TerminalIo {
+    /// containerd's stdin (`None`: none).
+    pub input: Option<OwnedFd>,
+    /// containerd's stdout (a fifo, a log file or a logging binary's pipe).
+    pub output: OwnedFd,
+}
+
+/// Relays `master` to and from `io`; the receiver gets word once all output has
+/// been relayed (the terminal's other side is closed: the process and its
+/// sandbox or exec relay are gone).
+pub fn relay(master: OwnedFd, io: TerminalIo) -> Result<Receiver<()>> {
+    let (done_tx, done) = mpsc::channel();
+    let reader = master
+        .try_clone()
+        .map_err(|e| ShimError::Internal(format!("cannot duplicate the terminal: {e}")))?;
+    let TerminalIo { input, output } = io;
+    spawn("tty-out", move || {
+        copy_output(File::from(reader), File::from(output));
+        let _ = done_tx.send(());
+    })?;
+    if let Some(input) = input {
+        spawn("tty-in", move || copy_input(input, master))?;
+    }
+    Ok(done)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| ShimError::Internal(format!("cannot start the terminal relay: {e}")))
+}
+
+/// Master to output until the master ends (EIO once the other side is closed).
+/// Output nobody takes any more is read and dropped, so that the process never
+/// blocks on it.
+fn copy_output(mut master: File, mut output: File) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut writable = true;
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if writable && output.write_all(&buf[..n]).is_err() {
+                    tracing::info!("terminal output: its reader is gone; dropping the rest");
+                    writable = false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Input to master until the input ends or the master's other side is closed.
+fn copy_input(input: OwnedFd, master: OwnedFd) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut to = File::from(master);
+    let mut from = File::from(input);
+    loop {
+        let mut fds = [
+            PollFd::new(from.as_fd(), PollFlags::POLLIN),
+            PollFd::new(to.as_fd(), PollFlags::empty()),
+        ];
+        match poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let gone = PollFlags::POLLHUP | PollFlags::POLLERR;
+        if fds[1].revents().is_some_and(|r| r.intersects(gone)) {
+            return;
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Service {
+    /// ResizePty: sets the window size of the terminal of task `id`'s process, or of
+    /// its exec'd process `exec_id`. An exec not started yet gets the size when it
+    /// starts (containerd resizes before it starts an exec).
+    pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let dimension = |v: u32, what: &str| {
+            u16::try_from(v).map_err(|_| {
+                ShimError::InvalidArgument(format!("a terminal of {v} {what} is too large"))
+            })
+        };
+        let (rows, cols) = (dimension(height, "rows")?, dimension(width, "columns")?);
+        let no_terminal = |what: String| ShimError::Precondition(format!("{what} has no terminal"));
+        if exec_id.is_empty() {
+            let task = self.task(id)?;
+            if !task.terminal {
+                return Err(no_terminal(format!("task \"{id}\"")));
+            }
+            if task.status() == TaskStatus::Stopped {
+                return Err(ShimError::Finished(id.to_string()));
+            }
+            let store = self.store()?;
+            let state = store.load(id)?;
+            return Ok(sandbox::resize_tty(&store, &state, None, rows, cols)?);
+        }
+        let (_task, exec) = self.exec_of(id, exec_id)?;
+        if !exec.terminal {
+            return Err(no_terminal(format!("exec \"{exec_id}\" of task \"{id}\"")));
+        }
+        match exec.status() {
+            TaskStatus::Created => {
+                *exec.size.lock().unwrap_or_else(|e| e.into_inner()) = Some((rows, cols));
+                Ok(())
+            }
+            TaskStatus::Running => {
+                let store = self.store()?;
+                let state = store.load(id)?;
+                Ok(sandbox::resize_tty(
+                    &store,
+                    &state,
+                    Some(exec_id),
+                    rows,
+                    cols,
+                )?)
+            }
+            TaskStatus::Stopped => Err(ShimError::Finished(format!("{id}/{exec_id}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use husk_runtime::sandbox::pty::HostPty;
+
+    #[test]
+    fn the_master_arrives_over_the_console_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = ConsoleSocket::bind(dir.path()).unwrap();
+        let pending = socket.receive_in_background().unwrap();
+        let pty = HostPty::open(24, 80).unwrap();
+        pty.send_master(pending.path()).unwrap();
+        let master = pending.take().unwrap();
+        // What the other side writes reaches the received master.
+        File::from(pty.slave.try_clone().unwrap())
+            .write_all(b"x")
+            .unwrap();
+        let mut got = [0u8; 1];
+        File::from(master).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"x");
+        // The socket file is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_called_off_wait_ends_and_leaves_no_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = ConsoleSocket::bind(dir.path())
+            .unwrap()
+            .receive_in_background()
+            .unwrap();
+        let started = Instant::now();
+        pending.cancel();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_relay_copies_both_ways_and_ends_with_the_terminal() {
+        let pty = HostPty::open(24, 80).unwrap();
+        let (in_r, in_w) = nix::unistd::pipe().unwrap();
+        let (out_r, out_w) = nix::unistd::pipe().unwrap();
+        let done = relay(
+            pty.master,
+            TerminalIo {
+                input: Some(in_r),
+                output: out_w,
+            },
+        )
+        .unwrap();
+        File::from(in_w).write_all(b"in").unwrap();
+        let mut slave = File::from(pty.slave);
+        let mut got = [0u8; 2];
+        slave.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"in");
+        slave.write_all(b"out").unwrap();
+        drop(slave);
+        done.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut text = String::new();
+        File::from(out_r).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "out");
+    }
+
+    #[test]
+    fn resizes_name_what_is_wrong() {
+        use containerd_shim::protos::ttrpc::Code;
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _rx) = crate::events::Events::channel();
+        let s = Service::new(
+            "ns".into(),
+            dir.path().join("ns"),
+            events,
+            std::sync::Arc::default(),
+        );
+        let err = s.resize_pty("nope", "", 80, 24).unwrap_err();
+        assert_eq!(err.code(), Code::NOT_FOUND, "{err}");
+        let err = s.resize_pty("nope", "", 80, 70_000).unwrap_err();
+        assert_eq!(err.code(), Code::INVALID_ARGUMENT, "{err}");
+        assert!(err.to_string().contains("70000 rows"), "{err}");
+    }
+}

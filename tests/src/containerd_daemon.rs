@@ -1,0 +1,381 @@
+//! A scratch containerd for the containerd suite: Debian's containerd with its root,
+//! state, socket and husk's shim state under one directory in `/run` (a tmpfs in
+//! the testbed: the overlayfs snapshotter cannot stack on the test host's overlaid
+//! `/tmp`), the CRI plugin off, `containerd-shim-husk-v2` on its `PATH`, and `ctr`
+//! to drive it; plus the checks the suite makes after each test (nothing of husk's
+//! left behind).
+
+use crate::bundle::husk_config;
+use crate::guest_image::workspace_bin;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The image the suite imports.
+pub const IMAGE: &str = "localhost/husk-busybox:latest";
+/// husk's runtime name.
+pub const RUNTIME: &str = "io.containerd.husk.v2";
+/// The containerd namespace the suite works in.
+pub const NAMESPACE: &str = "husk-e2e";
+/// The shim's binary name.
+pub const SHIM: &str = "containerd-shim-husk-v2";
+/// The longest one `ctr` command may take (a VM boots under nested emulation).
+const CTR_TIMEOUT_SECS: u32 = 300;
+/// How long containerd may take to answer, and cleanups to finish.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+/// Bytes as text, lossily.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One containerd daemon and its directory.
+#[derive(Debug)]
+pub struct Containerd {
+    /// Everything of this daemon's lives here.
+    pub dir: PathBuf,
+    daemon: Mutex<Option<Child>>,
+}
+
+impl Containerd {
+    /// Starts a containerd whose world is `dir` (emptied first) and waits until it
+    /// answers.
+    pub fn start(dir: PathBuf) -> Containerd {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::os::unix::fs::symlink(workspace_bin(SHIM), dir.join("bin").join(SHIM)).unwrap();
+        std::fs::write(dir.join("config.toml"), config(&dir)).unwrap();
+        let c = Containerd {
+            dir,
+            daemon: Mutex::new(None),
+        };
+        c.spawn_daemon();
+        c
+    }
+
+    fn spawn_daemon(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("containerd.log"))
+            .unwrap();
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .env("PATH", search_path(&self.dir))
+            .env("HUSK_CONFIG", husk_config(&self.dir.join("husk.toml")))
+            .env("HUSK_SHIM_ROOT", self.dir.join("husk-shim"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let daemon = spawn_tied_to_this_process(cmd)
+            .expect("containerd (Debian's containerd; tests/setup.sh installs it)");
+        *self.daemon.lock().unwrap() = Some(daemon);
+        self.wait_ready();
+    }
+
+    /// Stops the daemon with SIGTERM, as a service manager does, and waits for it
+    /// to exit.
+    pub fn stop(&self) {
+        let Some(mut daemon) = self.daemon.lock().unwrap().take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + SETTLE;
+        while daemon.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not exit within {SETTLE:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon and starts it again on the same root, state and address.
+    pub fn restart(&self) {
+        self.stop();
+        self.spawn_daemon();
+    }
+
+    /// `ctr` for this daemon, in the suite's namespace, stdin /dev/null.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("timeout");
+        cmd.arg(CTR_TIMEOUT_SECS.to_string())
+            .arg("ctr")
+            .arg("--address")
+            .arg(self.dir.join("containerd.sock"))
+            .arg("--namespace")
+            .arg(NAMESPACE)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `ctr args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ctr().args(args).output().unwrap()
+    }
+
+    /// Runs `ctr args`, which must succeed; gives its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}: {}\n{}",
+            out.status,
+            text(&out.stderr),
+            self.log_tail()
+        );
+        text(&out.stdout)
+    }
+
+    /// `ctr run --rm` of `cmd` in task `id`, with `options` before the image.
+    pub fn run_task_with(&self, options: &[&str], id: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[IMAGE, id]);
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    /// `ctr run --rm` of `cmd` in task `id`.
+    pub fn run_task(&self, id: &str, cmd: &[&str]) -> Output {
+        self.run_task_with(&[], id, cmd)
+    }
+
+    /// Starts task `id` running `cmd` detached (`ctr run -d`); it must be running.
+    pub fn run_detached(&self, id: &str, cmd: &[&str]) {
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME, IMAGE, id];
+        args.extend_from_slice(cmd);
+        self.ok(&args);
+        assert_eq!(self.task_status(id).as_deref(), Some("RUNNING"));
+    }
+
+    /// Kills task `id` with SIGKILL, waits until it stopped, and removes the task
+    /// and its container.
+    pub fn kill_and_remove(&self, id: &str) {
+        self.ok(&["task", "kill", "--signal", "SIGKILL", id]);
+        self.eventually(&format!("{id} stopped"), || {
+            self.task_status(id).as_deref() == Some("STOPPED")
+        });
+        self.ok(&["task", "rm", id]);
+        self.ok(&["container", "rm", id]);
+    }
+
+    /// The end of containerd's log (with the shim's lines), for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(40);
+        format!("containerd.log (end):\n{}", lines[from..].join("\n"))
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if self.run(&["version"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer within {SETTLE:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Builds the busybox image with podman (its own vfs storage under `dir`) and
+    /// saves it as an OCI archive; gives the archive's path.
+    pub fn build_image_archive(&self) -> PathBuf {
+        let tar = crate::busybox_image::rootfs_tar(&self.dir);
+        let archive = self.dir.join("image.oci.tar");
+        self.podman(&["import", tar.to_str().unwrap(), IMAGE]);
+        self.podman(&[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            archive.to_str().unwrap(),
+            IMAGE,
+        ]);
+        archive
+    }
+
+    /// Imports the image from `archive` (`ctr image import`).
+    pub fn import_image(&self, archive: &Path) {
+        self.ok(&[
+            "image",
+            "import",
+            "--base-name",
+            "localhost/husk-busybox",
+            archive.to_str().unwrap(),
+        ]);
+        let images = self.ok(&["image", "ls", "-q"]);
+        assert!(
+            images.lines().any(|l| l == IMAGE),
+            "{IMAGE} not imported: {images}"
+        );
+    }
+
+    fn podman(&self, args: &[&str]) {
+        let out = Command::new("podman")
+            .arg("--storage-driver=vfs")
+            .arg(format!("--root={}", self.dir.join("podman").display()))
+            .arg(format!(
+                "--runroot={}",
+                self.dir.join("podman-run").display()
+            ))
+            .arg("--cgroup-manager=cgroupfs")
+            .arg("--events-backend=file")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// The status column of `ctr task ls` for `id` (None: no such task).
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ok(&["task", "ls"]);
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&id))
+            .and_then(|cols| cols.last().map(|s| s.to_string()))
+    }
+
+    /// Waits until `check` holds, or fails with `what`.
+    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + SETTLE;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {SETTLE:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What husk left: sandbox processes, exec relays, virtiofsd, shims, mounts of
+    /// containerd's bundles, entries of the shim's store. Empty when all is clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = text(&cmdline).replace('\0', " ");
+            if ["__sandbox", "__exec", SHIM]
+                .iter()
+                .any(|w| cmdline.contains(w))
+            {
+                left.push(format!("process: {cmdline}"));
+            }
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "virtiofsd" {
+                left.push("process: virtiofsd".into());
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let state = self.dir.join("state").display().to_string();
+        for line in mounts.lines().filter(|l| l.contains(&state)) {
+            left.push(format!("mount: {line}"));
+        }
+        let store = self.dir.join("husk-shim").join(NAMESPACE);
+        for entry in std::fs::read_dir(&store).into_iter().flatten().flatten() {
+            left.push(format!("state: {}", entry.path().display()));
+        }
+        left
+    }
+
+    /// Waits (bounded) until nothing of husk's is left.
+    pub fn assert_nothing_left(&self) {
+        let mut last = Vec::new();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left behind after {SETTLE:?}: {last:#?}\n{}",
+                self.log_tail()
+            );
+            last = left;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The pid of the serving shim of task `id`.
+pub fn shim_pid(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = text(&cmdline).split('\0').map(str::to_string).collect();
+        let is_shim = args.first()?.ends_with(SHIM);
+        let serves_id = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
+        let serving = !args.iter().any(|a| a == "start" || a == "delete");
+        (is_shim && serves_id && serving).then_some(pid)
+    })
+}
+
+/// Spawns `cmd` so that it gets SIGTERM when this test process ends: from a thread
+/// that lives as long as the process (the parent-death signal follows the thread
+/// that spawned the child, and each test runs on a thread of its own).
+fn spawn_tied_to_this_process(mut cmd: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only makes one
+    // system call (prctl), which is async-signal-safe; it touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.spawn());
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("the spawning thread answers")
+}
+
+/// `PATH` with the directory holding the shim first.
+fn search_path(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// containerd's configuration: everything under `dir`, the CRI plugin off (the
+/// suite drives containerd with `ctr`), husk registered as a runtime for CRI users
+/// as docs/containerd.md shows.
+fn config(dir: &Path) -> String {
+    format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{sock}"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk]
+  runtime_type = "{RUNTIME}"
+"#,
+        root = dir.join("root").display(),
+        state = dir.join("state").display(),
+        sock = dir.join("containerd.sock").display(),
+    )
+}
