@@ -216,18 +216,21 @@ impl Logger {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // dup2 calls (async-signal-safe) on descriptors the parent keeps open until
-        // spawn returns; dup2 clears close-on-exec on the copies at 3, 4 and 5.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (target, fd) in (3..).zip(raw.iter()) {
-                    if nix::libc::dup2(*fd, target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+        let place = move || {
+            for (target, fd) in (3..).zip(raw.iter()) {
+                // SAFETY: dup2 on descriptors the parent keeps open until spawn
+                // returns; it is async-signal-safe and touches no memory of ours.
+                if unsafe { nix::libc::dup2(*fd, target) } < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
-            });
+            }
+            Ok(())
+        };
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // dup2 (async-signal-safe), which clears close-on-exec on the copies at 3,
+        // 4 and 5; it allocates nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(place);
         }
         let subscription = monitor_subscribe(Topic::Pid)
             .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
