@@ -8,7 +8,7 @@ use crate::log_uri::Logger;
 use crate::service::Service;
 use crate::stdio::{OpenedStdio, Owner, StdioPaths};
 use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
-use crate::terminal::{self, ConsoleSocket};
+use crate::terminal::TerminalSetup;
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use husk_runtime::sandbox::{self, ExecOptions};
@@ -140,10 +140,7 @@ impl Service {
             logger,
         } = exec.stdio.open(exec.terminal, owner)?;
         let store = self.store()?;
-        let console = match terminal {
-            Some(_) => Some(ConsoleSocket::bind(store.root())?.receive_in_background()?),
-            None => None,
-        };
+        let tty = TerminalSetup::new(terminal, store.root())?;
         let mut process = exec.process.clone();
         let size = *exec.size.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some((rows, cols)), Some(obj)) = (size, process.as_object_mut()) {
@@ -157,7 +154,7 @@ impl Service {
             tty: exec.terminal,
             detach: true,
             pid_file: None,
-            console_socket: console.as_ref().map(|c| c.path().to_owned()),
+            console_socket: tty.console_socket(),
             preserve_fds: 0,
             stdio: Some(relay_stdio),
             exec_id: Some(exec_id.to_string()),
@@ -171,27 +168,13 @@ impl Service {
         let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
-                if let Some(console) = console {
-                    console.cancel();
-                }
+                tty.cancel();
                 return Err(e.into());
             }
         };
-        let output_done = match (console, terminal) {
-            (Some(console), Some(io)) => {
-                match console
-                    .take()
-                    .and_then(|master| terminal::relay(master, io))
-                {
-                    Ok(done) => Some(done),
-                    Err(e) => {
-                        let _ = self.signal_exec(id, exec_id, 9);
-                        return Err(e);
-                    }
-                }
-            }
-            _ => None,
-        };
+        let output_done = tty.relay().inspect_err(|_| {
+            let _ = self.signal_exec(id, exec_id, 9);
+        })?;
         *exec.stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = stdin_writer;
         *exec.logger.lock().unwrap_or_else(|e| e.into_inner()) = logger;
         exec.pid.store(pid, Ordering::SeqCst);

@@ -7,7 +7,7 @@ use crate::events::{Events, TaskEvent};
 use crate::rootfs::{self, RootfsMount};
 use crate::stdio::{OpenedStdio, Owner, StdioPaths};
 use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
-use crate::terminal::{self, ConsoleSocket};
+use crate::terminal::TerminalSetup;
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::MessageField;
@@ -144,13 +144,10 @@ impl Service {
             logger,
         } = p.stdio.open(p.terminal, owner)?;
         let store = self.store()?;
-        let console = match terminal {
-            Some(_) => Some(ConsoleSocket::bind(store.root())?.receive_in_background()?),
-            None => None,
-        };
+        let tty = TerminalSetup::new(terminal, store.root())?;
         let opts = CreateOptions {
             stdio: Some(sandbox),
-            console_socket: console.as_ref().map(|c| c.path().to_owned()),
+            console_socket: tty.console_socket(),
             ..Default::default()
         };
         // Before the sandbox exists, so that its exit cannot be missed.
@@ -163,28 +160,14 @@ impl Service {
         let state = match created {
             Ok(state) => state,
             Err(e) => {
-                if let Some(console) = console {
-                    console.cancel();
-                }
+                tty.cancel();
                 return Err(e.into());
             }
         };
         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-        let output_done = match (console, terminal) {
-            (Some(console), Some(io)) => {
-                match console
-                    .take()
-                    .and_then(|master| terminal::relay(master, io))
-                {
-                    Ok(done) => Some(done),
-                    Err(e) => {
-                        let _ = commands::delete::delete(&store, &p.id, true);
-                        return Err(e);
-                    }
-                }
-            }
-            _ => None,
-        };
+        let output_done = tty.relay().inspect_err(|_| {
+            let _ = commands::delete::delete(&store, &p.id, true);
+        })?;
         let exit = Arc::new(ExitCell::default());
         if let Err(e) = watch_exit(
             subscription,

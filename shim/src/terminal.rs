@@ -180,6 +180,45 @@ impl PendingMaster {
     }
 }
 
+/// A process's terminal around its start: nothing for a process without one;
+/// else the console socket waiting for the master, and what the shim relays it to.
+#[derive(Debug)]
+pub struct TerminalSetup {
+    console: Option<(PendingMaster, TerminalIo)>,
+}
+
+impl TerminalSetup {
+    /// Listens for the master in `dir` if there is a terminal (`io`).
+    pub fn new(io: Option<TerminalIo>, dir: &Path) -> Result<TerminalSetup> {
+        let console = match io {
+            Some(io) => Some((ConsoleSocket::bind(dir)?.receive_in_background()?, io)),
+            None => None,
+        };
+        Ok(TerminalSetup { console })
+    }
+
+    /// The console socket for the sandbox process or exec relay.
+    pub fn console_socket(&self) -> Option<PathBuf> {
+        self.console.as_ref().map(|(c, _)| c.path().to_owned())
+    }
+
+    /// The process did not start: stops listening.
+    pub fn cancel(self) {
+        if let Some((console, _)) = self.console {
+            console.cancel();
+        }
+    }
+
+    /// The process is up: relays its master; the receiver hears when all its
+    /// output has been relayed (`None` without a terminal).
+    pub fn relay(self) -> Result<Option<Receiver<()>>> {
+        match self.console {
+            Some((console, io)) => Ok(Some(relay(console.take()?, io)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The shim's side of a terminal: input to the master, output from it.
 #[derive(Debug)]
 pub struct TerminalIo {

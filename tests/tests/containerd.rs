@@ -275,17 +275,23 @@ fn on_a_terminal(mut cmd: std::process::Command) -> (Option<i32>, String) {
     (status.code(), text(&reader.join().unwrap()))
 }
 
+/// Runs `ctr <args> sh -c <probe>` on a terminal: the process must see a terminal
+/// of ROWS x COLS and exit with `code`.
+fn assert_probe_runs_on_a_terminal(c: &Containerd, args: &[&str], code: u8) {
+    let mut cmd = c.ctr();
+    cmd.args(args).args(["sh", "-c", &terminal_probe(code)]);
+    let (got, out) = on_a_terminal(cmd);
+    assert_eq!(got, Some(i32::from(code)), "{out}\n{}", c.log_tail());
+    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
+    assert!(out.contains("on-a-tty"), "{out}");
+}
+
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn ctr_run_t_gives_the_task_a_terminal() {
     let c = containerd();
-    let mut cmd = c.ctr();
-    cmd.args(["run", "-t", "--rm", "--runtime", RUNTIME, IMAGE, "tty1"])
-        .args(["sh", "-c", &terminal_probe(5)]);
-    let (code, out) = on_a_terminal(cmd);
-    assert_eq!(code, Some(5), "{out}\n{}", c.log_tail());
-    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
-    assert!(out.contains("on-a-tty"), "{out}");
+    let run = ["run", "-t", "--rm", "--runtime", RUNTIME, IMAGE, "tty1"];
+    assert_probe_runs_on_a_terminal(c, &run, 5);
     c.assert_nothing_left();
 }
 
@@ -294,13 +300,8 @@ fn ctr_run_t_gives_the_task_a_terminal() {
 fn ctr_task_exec_t_gives_the_exec_a_terminal() {
     let c = containerd();
     c.run_detached("tty2", &["sleep", "1000"]);
-    let mut cmd = c.ctr();
-    cmd.args(["task", "exec", "-t", "--exec-id", "t1", "tty2"])
-        .args(["sh", "-c", &terminal_probe(4)]);
-    let (code, out) = on_a_terminal(cmd);
-    assert_eq!(code, Some(4), "{out}\n{}", c.log_tail());
-    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
-    assert!(out.contains("on-a-tty"), "{out}");
+    let exec = ["task", "exec", "-t", "--exec-id", "t1", "tty2"];
+    assert_probe_runs_on_a_terminal(c, &exec, 4);
     assert_eq!(c.task_status("tty2").as_deref(), Some("RUNNING"));
     c.kill_and_remove("tty2");
     c.assert_nothing_left();
