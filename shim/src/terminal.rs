@@ -52,7 +52,8 @@ impl Drop for ConsoleSocket {
 pub struct PendingMaster {
     path: PathBuf,
     cancel: Arc<AtomicBool>,
-    thread: JoinHandle<Result<OwnedFd>>,
+    /// `None` once joined.
+    thread: Option<JoinHandle<Result<OwnedFd>>>,
 }
 
 impl ConsoleSocket {
@@ -86,7 +87,7 @@ impl ConsoleSocket {
         Ok(PendingMaster {
             path,
             cancel,
-            thread,
+            thread: Some(thread),
         })
     }
 
@@ -155,28 +156,43 @@ impl PendingMaster {
     /// The master, once the sandbox (or exec relay) has reported that it is up
     /// (it has sent the master by then; one that runs no terminal, because its
     /// process.terminal is false, sends none).
-    pub fn take(self) -> Result<OwnedFd> {
+    pub fn take(mut self) -> Result<OwnedFd> {
         let deadline = Instant::now() + AFTER_UP;
-        while !self.thread.is_finished() && Instant::now() < deadline {
+        let finished = |t: &Option<JoinHandle<_>>| t.as_ref().map_or(true, |t| t.is_finished());
+        while !finished(&self.thread) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        if !self.thread.is_finished() {
-            self.cancel.store(true, Ordering::SeqCst);
-            let _ = self.thread.join();
+        if !finished(&self.thread) {
+            self.stop();
             return Err(ShimError::Internal(format!(
                 "the sandbox sent no terminal to {} (does the process spec say terminal: true?)",
                 self.path.display()
             )));
         }
         self.thread
+            .take()
+            .ok_or_else(|| ShimError::Internal("the console socket was waited on already".into()))?
             .join()
             .map_err(|_| ShimError::Internal("the console socket's thread panicked".into()))?
     }
 
     /// Calls the wait off (the sandbox failed) and removes the socket.
-    pub fn cancel(self) {
+    pub fn cancel(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for PendingMaster {
+    /// A wait nobody takes (an error on the way) is called off too.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
