@@ -1,0 +1,185 @@
+//! husk-vmm's virtio-net device and its tap backend, end to end: a guest with a NIC on
+//! a tap of the test host exchanges ICMP and bulk TCP with it, both ways, with the
+//! offloads negotiated. The guest side runs busybox as a container process whose root
+//! is a virtio-fs share (as the virtio-fs suite runs its checker).
+//!
+//! The guests need hardware KVM: those tests are ignored by a plain `cargo test` and
+//! run in the testbed by `tests/run.sh`.
+
+use husk_tests::guest_exec::Ran;
+use husk_tests::share_guest::ShareGuest;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Guest-side work (boot excluded).
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+const HOST_IP: &str = "10.77.0.1";
+const GUEST_IP: &str = "10.77.0.2";
+/// Bytes moved each way in the bulk test.
+const BULK: usize = 32 << 20;
+
+/// A work directory whose `share/` holds busybox; removed on drop.
+struct Work(PathBuf);
+
+impl Work {
+    fn new(name: &str) -> Work {
+        let dir = std::env::temp_dir().join(format!("husk-net-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("share")).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("share/busybox"))
+            .expect("/bin/busybox (Debian's busybox-static; tests/setup.sh installs it)");
+        Work(dir)
+    }
+
+    fn share(&self) -> PathBuf {
+        self.0.join("share")
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tap_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// A booted guest whose eth0 is configured, on the tap `tap` of the test host.
+struct NetGuest {
+    guest: ShareGuest,
+    tap: String,
+}
+
+impl NetGuest {
+    fn boot(work: &Work, tap: &str) -> NetGuest {
+        assert!(
+            !tap_exists(tap),
+            "tap {tap} is left over from an earlier run"
+        );
+        let args = ["--net-tap", tap, "--net-mac", "02:68:75:73:6b:02"];
+        let guest =
+            ShareGuest::boot_with(&work.0, &work.share(), "auto", RUN_TIMEOUT, &args).unwrap();
+        // husk-vmm created the tap when it started; the host end gets its address.
+        ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", tap]);
+        ip(&["link", "set", tap, "up"]);
+        let mut me = NetGuest {
+            guest,
+            tap: tap.to_owned(),
+        };
+        let script = format!(
+            "/busybox ip link set eth0 up && /busybox ip addr add {GUEST_IP}/24 dev eth0 && \
+             /busybox ip -o link show eth0"
+        );
+        let ran = me.sh(&script);
+        assert!(ran.stdout.contains("02:68:75:73:6b:02"), "{ran:?}");
+        me
+    }
+
+    /// Runs a busybox shell script in the guest.
+    fn sh(&mut self, script: &str) -> Ran {
+        self.guest
+            .run_argv(&["/busybox", "sh", "-c", script])
+            .unwrap()
+    }
+
+    fn power_off(self) {
+        let path = self.guest.stderr_path().to_owned();
+        let status = self.guest.power_off().unwrap();
+        let stderr = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(status.success(), "husk-vmm: {status}; {stderr}");
+        // With HUSK_TEST_VMM_LOG=info: the device's frame counters.
+        eprint!("{stderr}");
+        assert!(!tap_exists(&self.tap), "the tap outlived husk-vmm");
+    }
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run in the testbed (tests/run.sh)"]
+fn the_guest_and_the_host_ping_each_other() {
+    let work = Work::new("ping");
+    let mut guest = NetGuest::boot(&work, "hktap-ping");
+    let ran = guest.sh(&format!("/busybox ping -c 3 -W 10 {HOST_IP}"));
+    assert_eq!(ran.exit_code, Some(0), "{ran:?}");
+    assert!(ran.stdout.contains("3 packets received"), "{ran:?}");
+    let out = Command::new("busybox")
+        .args(["ping", "-c", "3", "-W", "10", GUEST_IP])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "host to guest ping: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    guest.power_off();
+}
+
+/// A pattern both sides can produce and check: `yes`'s output of a 15-byte line.
+fn pattern(len: usize) -> Vec<u8> {
+    b"husk-net-bulk\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run in the testbed (tests/run.sh)"]
+fn bulk_tcp_arrives_intact_both_ways() {
+    let work = Work::new("bulk");
+    let mut guest = NetGuest::boot(&work, "hktap-bulk");
+    let data = pattern(BULK);
+    let expect = format!("{:x}", Sha256::digest(&data));
+
+    // Host to guest: the guest hashes what it receives.
+    let listener = TcpListener::bind((HOST_IP, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sender = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        conn.write_all(&data).unwrap();
+        start.elapsed()
+    });
+    let ran = guest.sh(&format!(
+        "/busybox nc {HOST_IP} {port} | /busybox sha256sum"
+    ));
+    let took = sender.join().unwrap();
+    assert_eq!(ran.exit_code, Some(0), "{ran:?}");
+    assert!(ran.stdout.starts_with(&expect), "{ran:?}, want {expect}");
+    eprintln!("host to guest: {} MiB in {took:?}", BULK >> 20);
+
+    // Guest to host: the host checks every byte.
+    let listener = TcpListener::bind((HOST_IP, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut got = vec![0u8; BULK];
+        conn.read_exact(&mut got).unwrap();
+        // Closing tells the guest's nc to stop.
+        (got == pattern(BULK), start.elapsed())
+    });
+    let ran = guest.sh(&format!(
+        "/busybox yes husk-net-bulk | /busybox head -c {BULK} | /busybox nc {HOST_IP} {port}"
+    ));
+    let (intact, took) = receiver.join().unwrap();
+    assert!(intact, "the guest's bytes arrived changed");
+    assert_eq!(ran.exit_code, Some(0), "{ran:?}");
+    eprintln!("guest to host: {} MiB in {took:?}", BULK >> 20);
+    guest.power_off();
+}
