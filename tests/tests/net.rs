@@ -3,10 +3,16 @@
 //! offloads negotiated. The guest side runs busybox as a container process whose root
 //! is a virtio-fs share (as the virtio-fs suite runs its checker).
 //!
+//! Then the runtime's side: `husk run` of a bundle that names a network namespace (a
+//! veth to the test host, as engines prepare it) gets that network in its microVM,
+//! and a namespace without a path gets loopback only.
+//!
 //! The guests need hardware KVM: those tests are ignored by a plain `cargo test` and
 //! run in the testbed by `tests/run.sh`.
 
+use husk_tests::bundle::{husk_config, spec, Bundle};
 use husk_tests::guest_exec::Ran;
+use husk_tests::guest_image::workspace_bin;
 use husk_tests::share_guest::ShareGuest;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -182,4 +188,154 @@ fn bulk_tcp_arrives_intact_both_ways() {
     assert_eq!(ran.exit_code, Some(0), "{ran:?}");
     eprintln!("guest to host: {} MiB in {took:?}", BULK >> 20);
     guest.power_off();
+}
+
+/// A network namespace `ns` with `eth0` (10.78.0.2/24, default route via .1) whose
+/// peer `peer` (10.78.0.1/24) is in the test host's namespace; removed on drop.
+struct EngineNetwork {
+    ns: String,
+    peer: String,
+}
+
+const CTR_IP: &str = "10.78.0.2";
+const PEER_IP: &str = "10.78.0.1";
+
+impl EngineNetwork {
+    fn new(tag: &str) -> EngineNetwork {
+        let ns = format!("husk-e2e-{tag}");
+        let peer = format!("hkpeer-{tag}");
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{CTR_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "route", "add", "default", "via", PEER_IP]);
+        ip(&["addr", "add", &format!("{PEER_IP}/24"), "dev", &peer]);
+        ip(&["link", "set", &peer, "up"]);
+        EngineNetwork { ns, peer }
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    fn tc(&self, args: &[&str]) -> String {
+        let out = Command::new("tc")
+            .arg("-n")
+            .arg(&self.ns)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for EngineNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.peer])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// `husk run` of a bundle running `script` with these `namespaces`; gives back the
+/// exit code and output, after `husk delete`.
+fn husk_run(
+    work: &Work,
+    id: &str,
+    script: &str,
+    namespaces: serde_json::Value,
+) -> (Option<i32>, String) {
+    let bundle = Bundle::new(&work.0.join(id), &["sh", "-c", script], false);
+    let mut config = spec(&["sh", "-c", script], false);
+    config["linux"]["namespaces"] = namespaces;
+    bundle.write_config(&config);
+    let husk_toml = husk_config(&work.0.join("husk.toml"));
+    let husk = |args: &[&str]| {
+        Command::new(workspace_bin("husk"))
+            .env("HUSK_CONFIG", &husk_toml)
+            .arg("--root")
+            .arg(work.0.join("state"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = husk(&["run", "--bundle", bundle.dir.to_str().unwrap(), id]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deleted = husk(&["delete", "--force", id]);
+    assert!(
+        deleted.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run in the testbed (tests/run.sh)"]
+fn a_container_gets_its_namespace_network_and_leaves_nothing() {
+    let work = Work::new("engine");
+    let net = EngineNetwork::new("a");
+    let listener = TcpListener::bind((PEER_IP, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, from) = listener.accept().unwrap();
+        conn.write_all(b"hello-from-the-host\n").unwrap();
+        from
+    });
+    let namespaces = serde_json::json!([
+        {"type": "mount"}, {"type": "uts"},
+        {"type": "network", "path": net.path()}
+    ]);
+    let script = format!("ip -o addr show eth0; ip route; ip -o link show lo; nc {PEER_IP} {port}");
+    let (code, out) = husk_run(&work, "netjoin", &script, namespaces);
+    assert_eq!(code, Some(0), "{out}");
+    let from = server.join().unwrap();
+    assert_eq!(
+        from.ip().to_string(),
+        CTR_IP,
+        "the connection came from the container's address"
+    );
+    assert!(out.contains(&format!("inet {CTR_IP}/24")), "{out}");
+    assert!(out.contains(&format!("default via {PEER_IP}")), "{out}");
+    assert!(out.contains("hello-from-the-host"), "{out}");
+    assert!(out.contains("LOOPBACK,UP"), "{out}");
+    // Nothing of husk's is left in the engine's namespace.
+    let links = Command::new("ip")
+        .args(["-n", &net.ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("husk_tap0"), "{links}");
+    let qdiscs = net.tc(&["qdisc", "show", "dev", "eth0"]);
+    assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run in the testbed (tests/run.sh)"]
+fn a_new_network_namespace_has_loopback_only() {
+    let work = Work::new("none");
+    let namespaces = serde_json::json!([{"type": "mount"}, {"type": "network"}]);
+    let (code, out) = husk_run(&work, "netnone", "ip -o link; ip -o addr", namespaces);
+    assert_eq!(code, Some(0), "{out}");
+    let links: Vec<&str> = out.lines().filter(|l| l.contains("link/")).collect();
+    assert_eq!(links.len(), 1, "{out}");
+    assert!(links[0].contains("lo:") && links[0].contains("UP"), "{out}");
+    assert!(out.contains("inet 127.0.0.1/8"), "{out}");
 }
