@@ -249,6 +249,25 @@ impl Drop for EngineNetwork {
     }
 }
 
+/// A bundle `id` running `script` with these `namespaces`.
+fn net_bundle(work: &Work, id: &str, script: &str, namespaces: serde_json::Value) -> Bundle {
+    let bundle = Bundle::new(&work.0.join(id), &["sh", "-c", script], false);
+    let mut config = spec(&["sh", "-c", script], false);
+    config["linux"]["namespaces"] = namespaces;
+    bundle.write_config(&config);
+    bundle
+}
+
+/// `husk` with the work directory's state root and configuration.
+fn husk(work: &Work) -> Command {
+    let mut cmd = Command::new(workspace_bin("husk"));
+    cmd.env("HUSK_CONFIG", husk_config(&work.0.join("husk.toml")))
+        .arg("--root")
+        .arg(work.0.join("state"))
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// `husk run` of a bundle running `script` with these `namespaces`; gives back the
 /// exit code and output, after `husk delete`.
 fn husk_run(
@@ -257,21 +276,8 @@ fn husk_run(
     script: &str,
     namespaces: serde_json::Value,
 ) -> (Option<i32>, String) {
-    let bundle = Bundle::new(&work.0.join(id), &["sh", "-c", script], false);
-    let mut config = spec(&["sh", "-c", script], false);
-    config["linux"]["namespaces"] = namespaces;
-    bundle.write_config(&config);
-    let husk_toml = husk_config(&work.0.join("husk.toml"));
-    let husk = |args: &[&str]| {
-        Command::new(workspace_bin("husk"))
-            .env("HUSK_CONFIG", &husk_toml)
-            .arg("--root")
-            .arg(work.0.join("state"))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let bundle = net_bundle(work, id, script, namespaces);
+    let husk = |args: &[&str]| husk(work).args(args).output().unwrap();
     let out = husk(&["run", "--bundle", bundle.dir.to_str().unwrap(), id]);
     let text = format!(
         "{}{}",
@@ -338,4 +344,57 @@ fn a_new_network_namespace_has_loopback_only() {
     assert_eq!(links.len(), 1, "{out}");
     assert!(links[0].contains("lo:") && links[0].contains("UP"), "{out}");
     assert!(out.contains("inet 127.0.0.1/8"), "{out}");
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run in the testbed (tests/run.sh)"]
+fn delete_after_a_killed_sandbox_leaves_the_namespace_clean() {
+    let work = Work::new("crash");
+    let net = EngineNetwork::new("k");
+    let namespaces = serde_json::json!([
+        {"type": "mount"}, {"type": "network", "path": net.path()}
+    ]);
+    let bundle = net_bundle(&work, "netkill", "sleep 1000", namespaces);
+    // As conmon runs it: the sandbox process keeps create's stdio, so files, not pipes.
+    let log = std::fs::File::create(work.0.join("create.log")).unwrap();
+    let status = husk(&work)
+        .args([
+            "create",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            "netkill",
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(work.0.join("create.log")).unwrap_or_default();
+    assert!(status.success(), "create: {log}");
+    let qdiscs = net.tc(&["qdisc", "show", "dev", "eth0"]);
+    assert!(qdiscs.contains("ingress"), "wired while it runs: {qdiscs}");
+    let state = husk(&work).args(["state", "netkill"]).output().unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = husk(&work)
+        .args(["delete", "--force", "netkill"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let links = Command::new("ip")
+        .args(["-n", &net.ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("husk_tap0"), "{links}");
+    let qdiscs = net.tc(&["qdisc", "show", "dev", "eth0"]);
+    assert!(!qdiscs.contains("ingress"), "{qdiscs}");
 }
