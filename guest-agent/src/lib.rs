@@ -10,6 +10,8 @@ pub mod console;
 pub mod container;
 pub mod devices;
 pub mod mounts;
+pub mod netlink;
+pub mod network;
 pub mod power;
 pub mod procfs;
 pub mod protocol;

@@ -77,6 +77,13 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
             Err(e) => println!("husk-agent: {}", husk_agent::server::log::error_chain(&e)),
         }
     }
+    // As runc does for a new network namespace: loopback is up.
+    if let Err(e) = husk_agent::network::loopback_up() {
+        println!(
+            "husk-agent: cannot bring loopback up: {}",
+            husk_agent::server::log::error_chain(&e)
+        );
+    }
     // PID 1 reaps every orphan of the guest; container processes go through it.
     let reaper = husk_agent::container::Reaper::reap_all()?;
     let (tx, rx) = mpsc::channel();

@@ -13,5 +13,6 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod network;
 pub mod sandbox;
 pub mod state;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Applets linked in the root file system.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "pwd", "read",
-    "stty", "tty", "ps", "kill", "wc", "head", "tr",
+    "stty", "tty", "ps", "kill", "wc", "head", "tr", "ip", "ping", "nc", "wget",
 ];
 
 /// A bundle directory: `config.json` and `rootfs/`.

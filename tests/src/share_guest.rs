@@ -53,6 +53,17 @@ impl ShareGuest {
         cache: &str,
         timeout: Duration,
     ) -> Result<ShareGuest, String> {
+        Self::boot_with(work, share, cache, timeout, &[])
+    }
+
+    /// [`ShareGuest::boot`], with more husk-vmm arguments (devices).
+    pub fn boot_with(
+        work: &Path,
+        share: &Path,
+        cache: &str,
+        timeout: Duration,
+        vmm_args: &[&str],
+    ) -> Result<ShareGuest, String> {
         std::fs::copy(checker()?, share.join("husk-checker"))
             .map_err(|e| format!("copy the checker into {}: {e}", share.display()))?;
         let image = GuestImage::from_env();
@@ -76,6 +87,7 @@ impl ShareGuest {
         cmd.arg("--virtiofsd-socket")
             .arg(work.join("virtiofsd.sock"));
         cmd.args(["--virtiofsd-cache", cache]);
+        cmd.args(vmm_args);
         if let Ok(level) = std::env::var("HUSK_TEST_VMM_LOG") {
             cmd.args(["--log-level", &level]);
         }
@@ -104,12 +116,17 @@ impl ShareGuest {
 
     /// Runs the checker in the guest with `args`.
     pub fn run(&mut self, args: &[&str]) -> Result<Ran, String> {
-        self.runs += 1;
         let mut argv = vec!["/husk-checker"];
         argv.extend_from_slice(args);
+        self.run_argv(&argv)
+    }
+
+    /// Runs `argv` (a program of the share, by its path there) in the guest.
+    pub fn run_argv(&mut self, argv: &[&str]) -> Result<Ran, String> {
+        self.runs += 1;
         let id = format!("check-{}", self.runs);
-        guest_exec::run(&self.vsock, &id, GUEST_ROOTFS, &argv, self.timeout)
-            .map_err(|e| format!("checker {args:?}: {e}\n{}", self.post_mortem()))
+        guest_exec::run(&self.vsock, &id, GUEST_ROOTFS, argv, self.timeout)
+            .map_err(|e| format!("{argv:?}: {e}\n{}", self.post_mortem()))
     }
 
     /// What a failure report needs: [`ConsoleVm::post_mortem`] and the end of
@@ -138,6 +155,11 @@ impl ShareGuest {
     pub fn power_off(mut self) -> Result<ExitStatus, String> {
         self.vm.send_line("poweroff")?;
         self.vm.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Where husk-vmm's stderr goes.
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr
     }
 
     /// What husk-vmm wrote on stderr so far.

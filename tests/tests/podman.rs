@@ -4,8 +4,9 @@
 //!
 //! podman runs with its own storage (vfs: the test host's /var is an overlay, and
 //! overlay-on-overlay is not allowed), cgroupfs and file events (the test host has no
-//! systemd), no network (networking is a later issue), and husk as `--runtime`
-//! through a wrapper that points it at the guest image under test.
+//! systemd), and husk as `--runtime` through a wrapper that points it at the guest
+//! image under test. Most tests run with `--network=none`; the network tests use
+//! podman's default bridge network (CNI on Debian's podman 4.3).
 
 use husk_tests::bundle::husk_config;
 use husk_tests::busybox_image::rootfs_tar;
@@ -162,4 +163,138 @@ fn shell_words(cmd: &Command) -> String {
         .map(|a| format!("'{}'", a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Network namespaces still holding a husk tap or an ingress qdisc.
+fn network_leftovers() -> Vec<String> {
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let mut left = Vec::new();
+    for ns in text(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let links = Command::new("ip")
+            .args(["-n", ns, "-o", "link"])
+            .output()
+            .unwrap();
+        if text(&links.stdout).contains("husk_tap0") {
+            left.push(format!("{ns}: husk_tap0"));
+        }
+        let qdiscs = Command::new("tc")
+            .args(["-n", ns, "qdisc", "show"])
+            .output()
+            .unwrap();
+        if text(&qdiscs.stdout).contains("ingress") {
+            left.push(format!("{ns}: ingress qdisc"));
+        }
+    }
+    left
+}
+
+/// The gateway of podman's default network (10.88.0.0/16).
+const GATEWAY: &str = "10.88.0.1";
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn the_bridge_network_reaches_a_server_on_the_test_host() {
+    let p = podman();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut conn, from) = listener.accept().unwrap();
+        conn.write_all(b"hello-from-the-test-host\n").unwrap();
+        from
+    });
+    let script = format!("ip -o addr show eth0; nc {GATEWAY} {port}");
+    let out = p.ok(&["run", "--rm", IMAGE, "sh", "-c", &script]);
+    let from = server.join().unwrap();
+    assert!(out.contains("hello-from-the-test-host"), "{out}");
+    assert!(
+        out.contains(&format!("inet {}/16", from.ip())),
+        "the connection came from the container's address {from}: {out}"
+    );
+    assert_nothing_left();
+    assert_eq!(network_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_published_port_reaches_httpd_in_the_microvm() {
+    let p = podman();
+    p.ok(&[
+        "run",
+        "-d",
+        "--name=web",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    let request = |addr: &str| -> Result<String, String> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut got = String::new();
+        conn.read_to_string(&mut got).map_err(|e| e.to_string())?;
+        Ok(got)
+    };
+    // The VM boots after `run -d` returns; the port answers once httpd listens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let got = loop {
+        match request(&format!("{GATEWAY}:8080")) {
+            Ok(got) if got.contains("hello-from-httpd") => break got,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no answer on port 8080: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(got.starts_with("HTTP/1."), "{got}");
+    p.ok(&["rm", "-f", "web"]);
+    assert_nothing_left();
+    assert_eq!(network_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn two_containers_on_one_network_reach_each_other() {
+    let p = podman();
+    p.ok(&[
+        "run",
+        "-d",
+        "--name=peer-a",
+        IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo hello-from-a | nc -l -p 7000; done",
+    ]);
+    let ip = p.ok(&[
+        "inspect",
+        "--format={{.NetworkSettings.IPAddress}}",
+        "peer-a",
+    ]);
+    let ip = ip.trim();
+    assert!(ip.starts_with("10.88."), "{ip}");
+    // Both are microVMs: b's nc retries until a's VM is up and listening.
+    let script = format!("for i in $(seq 60); do nc {ip} 7000 && exit 0; sleep 1; done; exit 1");
+    let out = p.ok(&["run", "--rm", IMAGE, "sh", "-c", &script]);
+    assert!(out.contains("hello-from-a"), "{out}");
+    p.ok(&["rm", "-f", "peer-a"]);
+    assert_nothing_left();
+    assert_eq!(network_leftovers(), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn network_none_gives_loopback_only() {
+    let p = podman();
+    let out = p.ok(&["run", "--rm", "--network=none", IMAGE, "ip", "-o", "link"]);
+    let links: Vec<&str> = out.lines().collect();
+    assert_eq!(links.len(), 1, "{out}");
+    assert!(links[0].contains("lo:") && links[0].contains("UP"), "{out}");
 }

@@ -4,6 +4,7 @@
 //! husk-vmm --kernel vmlinux|bzImage [--initrd FILE] [--mem MIB] [--vcpus N]
 //!          [--cmdline "..."] [--serial-out stdout|FILE] [--rng] [--vsock PATH]
 //!          [--share DIR [--share-tag TAG] [--virtiofsd PATH]]
+//!          [--net-tap NAME [--net-mac MAC] [--net-mtu MTU]]
 //! ```
 //!
 //! The guest console (COM1) goes to stdout or a file; stdin, when it is a terminal or
@@ -15,6 +16,7 @@ use clap::Parser;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::legacy::serial::ConsoleOut;
 use husk_vmm::devices::virtio::fs::Fs;
+use husk_vmm::devices::virtio::net::{tap::Tap, MacAddr, Net};
 use husk_vmm::devices::virtio::{rng::Rng, vsock::Vsock, VirtioDevice};
 use husk_vmm::virtiofsd::{find_binary, Virtiofsd, VirtiofsdConfig};
 use husk_vmm::vstate::vcpu::VmExit;
@@ -81,6 +83,21 @@ struct Cli {
     /// virtiofsd's cache policy: auto, always, never or metadata.
     #[arg(long, default_value = "auto")]
     virtiofsd_cache: String,
+    /// Attach a virtio-net device whose host end is the tap interface NAME (created
+    /// if it does not exist, removed with the VMM unless it was made persistent).
+    #[arg(long, value_name = "NAME")]
+    net_tap: Option<String>,
+    /// The guest's MAC address (a unicast address).
+    #[arg(
+        long,
+        value_name = "MAC",
+        default_value = "02:68:75:73:6b:01",
+        requires = "net_tap"
+    )]
+    net_mac: MacAddr,
+    /// The MTU announced to the guest (default: none, the guest uses 1500).
+    #[arg(long, value_name = "MTU", requires = "net_tap")]
+    net_mtu: Option<u16>,
     /// Log level of the VMM itself (error, warn, info, debug, trace), on stderr.
     #[arg(long, default_value = "warn")]
     log_level: tracing::Level,
@@ -121,6 +138,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = cli.vsock {
         devices.push(Box::new(Vsock::new(GUEST_CID, path)?));
+    }
+    if let Some(name) = &cli.net_tap {
+        let tap = Tap::open(name)?;
+        devices.push(Box::new(Net::new(Box::new(tap), cli.net_mac, cli.net_mtu)?));
     }
     let mut virtiofsd = None;
     if let Some(dir) = &cli.share {

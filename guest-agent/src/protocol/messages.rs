@@ -116,6 +116,12 @@ pub enum RequestBody {
         /// The generator's seed.
         seed: u64,
     },
+    /// Configure the guest's network interfaces and routes (before the container is
+    /// created). Answer: [`ResponseBody::Done`].
+    ConfigureNetwork {
+        /// What the host found in the container's network namespace.
+        network: super::network::NetworkConfig,
+    },
 }
 
 impl RequestBody {
@@ -136,6 +142,7 @@ impl RequestBody {
             RequestBody::Shutdown => "shutdown",
             RequestBody::StreamSink { .. } => "stream_sink",
             RequestBody::StreamSource { .. } => "stream_source",
+            RequestBody::ConfigureNetwork { .. } => "configure_network",
         }
     }
 }

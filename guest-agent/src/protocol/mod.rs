@@ -15,6 +15,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod messages;
+pub mod network;
 pub mod stdio;
 
 pub use error::{AgentError, ErrorCode};

@@ -209,6 +209,15 @@ fn serve_request<S: Read + Write>(
             write_frame(stream, &answer(Ok(ResponseBody::Ready)))?;
             diag::source(stream, bytes, seed)?;
         }
+        RequestBody::ConfigureNetwork { network } => {
+            let result = crate::network::configure(&network).map(|()| ResponseBody::Done);
+            if result.is_ok() {
+                let names: Vec<&str> = network.interfaces.iter().map(|i| i.name.as_str()).collect();
+                ctx.log
+                    .log(&format!("network configured: {}", names.join(", ")));
+            }
+            write_frame(stream, &answer(result))?
+        }
         body => {
             let name = body.name();
             let result = ctx

@@ -147,6 +147,17 @@ impl<S: Transport> AgentClient<S> {
         }
     }
 
+    /// Configures the guest's network interfaces and routes.
+    pub fn configure_network(
+        &mut self,
+        network: husk_agent::protocol::network::NetworkConfig,
+    ) -> Result<(), ClientError> {
+        match self.request(RequestBody::ConfigureNetwork { network })? {
+            ResponseBody::Done => Ok(()),
+            other => Err(self.unexpected("configure_network", &other)),
+        }
+    }
+
     /// A request answered `started`.
     fn started(&mut self, during: &'static str, body: RequestBody) -> Result<u32, ClientError> {
         match self.request(body)? {

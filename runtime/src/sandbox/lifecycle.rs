@@ -187,6 +187,7 @@ pub fn create(
             virtiofsd_timeout: config.virtiofsd_timeout,
             rootfs: state.rootfs.clone(),
             dir: dir.clone(),
+            network: crate::network::NetworkMode::from_spec(&spec),
         },
         spec,
         console_socket: opts.console_socket.clone(),
@@ -384,6 +385,9 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
             wait_gone(pid)?;
         }
     }
+    // What a killed sandbox process could not undo on the veth (its tap went with it).
+    crate::network::detach(&dir)
+        .map_err(|e| RuntimeError::Sandbox(husk_agent::server::log::error_chain(&e)))?;
     Ok(())
 }
 

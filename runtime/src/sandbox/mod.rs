@@ -39,6 +39,9 @@ pub enum SandboxError {
     /// The virtio-fs device could not talk to virtiofsd.
     #[error("the root file system's virtio-fs device")]
     Fs(#[from] husk_vmm::devices::virtio::fs::FsError),
+    /// The container's network could not be carried into the VM.
+    #[error("the container's network")]
+    Network(#[from] crate::network::NetworkError),
     /// The VM could not be built, or ended.
     #[error("{0}")]
     Vm(String),

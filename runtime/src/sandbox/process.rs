@@ -126,6 +126,11 @@ impl Sandbox {
             exec_id: None,
         };
         let mut agent = process.agent(timeouts)?;
+        if let Some(network) = vm.network.clone() {
+            agent
+                .configure_network(network)
+                .map_err(|e| SandboxError::Agent("configure the guest's network".into(), e))?;
+        }
         let guest_pid = agent
             .create_container(&plan.id, plan.spec.clone(), GUEST_ROOTFS)
             .map_err(|e| SandboxError::Agent("create the container in the guest".into(), e))?;

@@ -3,8 +3,11 @@
 
 use super::console_log::BoundedLog;
 use super::SandboxError;
+use crate::network::{self, NetworkMode};
+use husk_agent::protocol::network::NetworkConfig;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::virtio::fs::Fs;
+use husk_vmm::devices::virtio::net::Net;
 use husk_vmm::devices::virtio::rng::Rng;
 use husk_vmm::devices::virtio::vsock::Vsock;
 use husk_vmm::devices::virtio::VirtioDevice;
@@ -45,6 +48,13 @@ pub struct VmPlan {
     pub rootfs: PathBuf,
     /// The container's state directory: sockets and the console log go there.
     pub dir: PathBuf,
+    /// Where the container's network comes from.
+    #[serde(default = "loopback_only")]
+    pub network: NetworkMode,
+}
+
+fn loopback_only() -> NetworkMode {
+    NetworkMode::LoopbackOnly
 }
 
 impl VmPlan {
@@ -71,6 +81,9 @@ pub struct SandboxVm {
     virtiofsd: Virtiofsd,
     /// The hybrid vsock socket.
     pub vsock: PathBuf,
+    /// What the agent must configure, when the container has a network.
+    pub network: Option<NetworkConfig>,
+    dir: PathBuf,
 }
 
 impl SandboxVm {
@@ -78,6 +91,32 @@ impl SandboxVm {
     /// hears when the agent is ready and when the VM ends.
     pub fn boot(plan: &VmPlan, events: mpsc::Sender<VmEvent>) -> Result<SandboxVm, SandboxError> {
         let vsock = VmPlan::vsock_path(&plan.dir);
+        // First, so that a namespace husk cannot handle fails the create before
+        // anything else starts.
+        let attached = match &plan.network {
+            NetworkMode::LoopbackOnly => None,
+            NetworkMode::Join(netns) => network::attach(netns, &plan.dir)?,
+        };
+        let (nic, network_config) = match attached {
+            Some(a) => {
+                let nic = Net::new(
+                    Box::new(a.tap),
+                    a.mac,
+                    u16::try_from(a.config.interfaces[0].mtu).ok(),
+                )
+                .map_err(|e| SandboxError::Vm(format!("virtio-net device: {e}")));
+                match nic {
+                    Ok(nic) => (Some(nic), Some(a.config)),
+                    Err(e) => {
+                        let _ = network::detach(&plan.dir);
+                        return Err(e);
+                    }
+                }
+            }
+            None => (None, None),
+        };
+        // From here on a failure undoes the network set-up (the tap goes with `nic`).
+        let mut undo = NetworkUndo(network_config.as_ref().map(|_| plan.dir.clone()));
         let socket = plan.dir.join("virtiofsd.sock");
         let (virtiofsd, stream) = Virtiofsd::start(&VirtiofsdConfig {
             binary: plan.virtiofsd.clone(),
@@ -96,6 +135,10 @@ impl SandboxVm {
             ),
             Box::new(fs),
         ];
+        let mut devices = devices;
+        if let Some(nic) = nic {
+            devices.push(Box::new(nic));
+        }
         let ready = events.clone();
         let console = BoundedLog::create(
             &plan.dir.join("console.log"),
@@ -125,11 +168,14 @@ impl SandboxVm {
                 let _ = events.send(VmEvent::Ended(why));
             })
             .map_err(|e| SandboxError::Io("start the VMM thread", e))?;
+        undo.0 = None;
         Ok(SandboxVm {
             control,
             thread: Some(thread),
             virtiofsd,
             vsock,
+            network: network_config,
+            dir: plan.dir.clone(),
         })
     }
 
@@ -151,6 +197,23 @@ impl SandboxVm {
             let _ = thread.join();
         }
         self.virtiofsd.stop();
+        // The VMM (and with it the tap) is gone: the veth's side can go too.
+        if self.network.is_some() {
+            if let Err(e) = network::detach(&self.dir) {
+                tracing::warn!("{}", husk_agent::server::log::error_chain(&e));
+            }
+        }
+    }
+}
+
+/// Undoes the network set-up if the boot fails half-way.
+struct NetworkUndo(Option<PathBuf>);
+
+impl Drop for NetworkUndo {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = network::detach(dir);
+        }
     }
 }
 
