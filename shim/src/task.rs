@@ -83,6 +83,8 @@ pub struct TaskRecord {
     pub mounted_rootfs: bool,
     /// Whether Start succeeded.
     pub started: AtomicBool,
+    /// Whether it is paused (Pause succeeded, no Resume or SIGKILL since).
+    pub paused: AtomicBool,
     /// The shim's writing end of the stdin fifo, until CloseIO.
     pub stdin_writer: Mutex<Option<OwnedFd>>,
     /// Its exec'd processes, by containerd's exec id.
@@ -98,6 +100,8 @@ pub enum TaskStatus {
     Created,
     /// Its process runs.
     Running,
+    /// Its processes are frozen.
+    Paused,
     /// Its process exited.
     Stopped,
 }
@@ -107,6 +111,8 @@ impl TaskRecord {
     pub fn status(&self) -> TaskStatus {
         if self.exit.get().is_some() {
             TaskStatus::Stopped
+        } else if self.paused.load(Ordering::SeqCst) {
+            TaskStatus::Paused
         } else if self.started.load(Ordering::SeqCst) {
             TaskStatus::Running
         } else {

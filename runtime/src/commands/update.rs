@@ -10,15 +10,19 @@ use std::io::Read;
 
 /// Changes a running, created or paused container's limits.
 pub fn update(store: &Store, args: &UpdateArgs) -> Result<(), RuntimeError> {
-    let resources = resources(args)?;
-    let _lock = store.lock(&args.id)?;
-    let state = store.load(&args.id)?;
+    apply(store, &args.id, resources(args)?)
+}
+
+/// Changes container `id`'s limits to those set in `resources` (OCI
+/// `linux.resources`; the shim's Update too).
+pub fn apply(store: &Store, id: &str, resources: Value) -> Result<(), RuntimeError> {
+    let _lock = store.lock(id)?;
+    let state = store.load(id)?;
     match state.observed_status() {
         Status::Running | Status::Created | Status::Paused => {}
         Status::Stopped | Status::Creating => {
             return Err(RuntimeError::InvalidState(format!(
-                "cannot update container \"{}\": container not running",
-                args.id
+                "cannot update container \"{id}\": container not running"
             )))
         }
     }
