@@ -99,28 +99,37 @@ impl Service {
         let (service, task) = (self.clone(), task.clone());
         let name = format!("oom-{}", task.id);
         let id = task.id.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                let watched = service.store().map_err(ShimError::from).and_then(|store| {
-                    let state = store.load(&task.id)?;
-                    Ok(sandbox::watch_oom(&store, &state, OOM_POLL, |id| {
-                        if id == Some(task.id.as_str()) {
-                            tracing::info!("task {}: OOM kill", task.id);
-                            service.events().send(TaskEvent::Oom(TaskOOM {
-                                container_id: task.id.clone(),
-                                ..Default::default()
-                            }));
-                        }
-                        task.status() != TaskStatus::Stopped
-                    })?)
-                });
-                if let Err(e) = watched {
-                    if task.status() != TaskStatus::Stopped {
-                        tracing::warn!("task {}: the OOM watch ended: {e}", task.id);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let oom = || {
+                tracing::info!("task {}: OOM kill", task.id);
+                service.events().send(TaskEvent::Oom(TaskOOM {
+                    container_id: task.id.clone(),
+                    ..Default::default()
+                }));
+            };
+            let mut sent = 0u64;
+            let watched = service.store().map_err(ShimError::from).and_then(|store| {
+                let state = store.load(&task.id)?;
+                let watched = sandbox::watch_oom(&store, &state, OOM_POLL, |id| {
+                    if id == Some(task.id.as_str()) {
+                        oom();
+                        sent += 1;
                     }
+                    task.status() != TaskStatus::Stopped
+                });
+                // An OOM kill that ended the task may beat the watch to the VM's
+                // end: the sandbox recorded the final count.
+                if sandbox::final_oom_kills(&store, &task.id).is_some_and(|n| n > sent) {
+                    oom();
                 }
+                Ok(watched?)
             });
+            if let Err(e) = watched {
+                if task.status() != TaskStatus::Stopped {
+                    tracing::warn!("task {}: the OOM watch ended: {e}", task.id);
+                }
+            }
+        });
         if let Err(e) = spawned {
             tracing::error!("task {id}: cannot start the OOM watch: {e}");
         }

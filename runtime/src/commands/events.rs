@@ -43,13 +43,16 @@ pub fn events(store: &Store, args: &EventsArgs) -> Result<(), RuntimeError> {
         std::thread::Builder::new()
             .name("oom".into())
             .spawn(move || {
+                let mut printed = 0u64;
                 // Ends with an error once the VM is gone; the stats loop notices that too.
                 let _ = sandbox::watch_oom(&store, &state, OOM_POLL, |id| {
                     if id == Some(state.id.as_str()) {
-                        print(&out, &json!({"type": "oom", "id": state.id}));
+                        print(&out, &oom_event(&state.id));
+                        printed += 1;
                     }
                     !done.load(Ordering::SeqCst)
                 });
+                printed
             })
             .map_err(|e| RuntimeError::io("start the OOM watcher thread", e))?
     };
@@ -71,8 +74,18 @@ pub fn events(store: &Store, args: &EventsArgs) -> Result<(), RuntimeError> {
     };
     done.store(true, Ordering::SeqCst);
     // The watcher's wait in the guest ends within OOM_POLL, or at once if the VM is gone.
-    let _ = watcher.join();
+    let printed = watcher.join().unwrap_or(0);
+    // An OOM kill that ended the container may beat the watch to the VM's end: the
+    // sandbox recorded the final count.
+    if sandbox::final_oom_kills(store, &args.id).is_some_and(|n| n > printed) {
+        print(&out, &oom_event(&args.id));
+    }
     result
+}
+
+/// runc's OOM event.
+fn oom_event(id: &str) -> Value {
+    json!({"type": "oom", "id": id})
 }
 
 /// A stats event in runc's shape (`libcontainer/intelrdt`-free subset of its

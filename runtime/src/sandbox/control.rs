@@ -7,7 +7,12 @@ use crate::error::RuntimeError;
 use crate::state::{ContainerState, Store};
 use husk_agent::protocol::{ContainerStats, ErrorCode};
 use husk_agent::server::log::error_chain;
+use std::path::Path;
 use std::time::Duration;
+
+/// The file in a container's state directory where the sandbox records the OOM
+/// kill count of its cgroup once the container's process has exited.
+pub const OOM_KILLS_FILE: &str = "oom_kills";
 
 /// An agent failure as the runtime's error: a refusal of the agent keeps its kind
 /// (a paused container is an invalid state, an unsupported field is not supported).
@@ -78,4 +83,22 @@ pub fn watch_oom(
             return Ok(());
         }
     }
+}
+
+/// Records the final OOM kill count of `stats` (if it has cgroup figures) in the
+/// state directory `dir`.
+pub fn record_oom_kills(dir: &Path, stats: &ContainerStats) {
+    if let Some(cgroup) = &stats.cgroup {
+        if let Err(e) = std::fs::write(dir.join(OOM_KILLS_FILE), cgroup.oom_kill.to_string()) {
+            tracing::warn!("cannot record the OOM kill count: {e}");
+        }
+    }
+}
+
+/// The OOM kill count the sandbox recorded when the container's process exited;
+/// `None` before that, or where the guest had no cgroup figures.
+pub fn final_oom_kills(store: &Store, id: &str) -> Option<u64> {
+    std::fs::read_to_string(store.dir(id).join(OOM_KILLS_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
 }

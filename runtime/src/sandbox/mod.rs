@@ -23,7 +23,7 @@ pub mod pty;
 pub mod relay;
 pub mod vm;
 
-pub use control::{pause, resume, stats, update, watch_oom};
+pub use control::{final_oom_kills, pause, resume, stats, update, watch_oom};
 pub use lifecycle::{
     create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, start, wait,
     CreateOptions, ExecOptions, SandboxStdio,
