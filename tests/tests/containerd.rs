@@ -538,12 +538,22 @@ fn pause_resume_metrics_and_update() {
     assert_eq!(c.task_status("m1").as_deref(), Some("RUNNING"));
     // The cgroup v2 metrics of the task's cgroup in the guest.
     let table = c.ok(&["task", "metrics", "m1"]);
-    assert!(metric(&table, "memory.usage").is_some_and(|n| n > 0), "{table}");
-    assert!(metric(&table, "pids.current").is_some_and(|n| n >= 1), "{table}");
+    assert!(
+        metric(&table, "memory.usage").is_some_and(|n| n > 0),
+        "{table}"
+    );
+    assert!(
+        metric(&table, "pids.current").is_some_and(|n| n >= 1),
+        "{table}"
+    );
     // ctr sends the spec's resources with the new limit; the guest applies it.
     c.ok(&["task", "update", "--memory-limit", "67108864", "m1"]);
     let table = c.ok(&["task", "metrics", "m1"]);
-    assert_eq!(metric(&table, "memory.usage_limit"), Some(67108864), "{table}");
+    assert_eq!(
+        metric(&table, "memory.usage_limit"),
+        Some(67108864),
+        "{table}"
+    );
     // SIGKILL reaches a paused task.
     c.ok(&["task", "pause", "m1"]);
     c.ok(&["task", "kill", "--signal", "SIGKILL", "m1"]);

@@ -329,7 +329,13 @@ impl Containers {
                 format!("container {id:?} is not running"),
             ));
         }
-        cgroup.freeze(pause, FREEZE_TIMEOUT)?;
+        if let Err(e) = cgroup.freeze(pause, FREEZE_TIMEOUT) {
+            if pause {
+                // Not frozen in time: do not leave it half frozen.
+                let _ = cgroup.thaw_now();
+            }
+            return Err(e);
+        }
         *paused = pause;
         Ok(())
     }

@@ -25,7 +25,10 @@ fn agent_err(what: &str, e: ClientError) -> RuntimeError {
             ErrorCode::InvalidArgument => {
                 RuntimeError::InvalidArgument(format!("{what}: {}", a.message))
             }
-            ErrorCode::Unsupported => RuntimeError::NotSupported(format!("{what}: {}", a.message)),
+            ErrorCode::Unsupported => {
+                let message = a.message.trim_start_matches("not supported yet: ");
+                RuntimeError::NotSupported(format!("{what}: {message}"))
+            }
             _ => RuntimeError::Sandbox(format!("{what}: {}", error_chain(&e))),
         },
         _ => RuntimeError::Sandbox(format!("{what}: {}", error_chain(&e))),
