@@ -518,7 +518,7 @@ fn metric(table: &str, metric: &str) -> Option<u64> {
 
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
-fn pause_resume_metrics_and_update() {
+fn pause_resume_and_metrics() {
     let c = containerd();
     c.ok(&[
         "run",
@@ -546,14 +546,7 @@ fn pause_resume_metrics_and_update() {
         metric(&table, "pids.current").is_some_and(|n| n >= 1),
         "{table}"
     );
-    // ctr sends the spec's resources with the new limit; the guest applies it.
-    c.ok(&["task", "update", "--memory-limit", "67108864", "m1"]);
-    let table = c.ok(&["task", "metrics", "m1"]);
-    assert_eq!(
-        metric(&table, "memory.usage_limit"),
-        Some(67108864),
-        "{table}"
-    );
+    // (Debian's ctr 1.6 has no `task update`: Update is not driven from here.)
     // SIGKILL reaches a paused task.
     c.ok(&["task", "pause", "m1"]);
     c.ok(&["task", "kill", "--signal", "SIGKILL", "m1"]);
