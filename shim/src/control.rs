@@ -108,7 +108,7 @@ impl Service {
                 }));
             };
             let mut sent = 0u64;
-            let watched = service.store().map_err(ShimError::from).and_then(|store| {
+            let watched = service.store().and_then(|store| {
                 let state = store.load(&task.id)?;
                 let watched = sandbox::watch_oom(&store, &state, OOM_POLL, |id| {
                     if id == Some(task.id.as_str()) {
