@@ -6,7 +6,7 @@ use husk_agent::server::{self, Context};
 use husk_agent::{mounts, power, procfs, POWEROFF_PREFIX, READY_PREFIX, VERSION};
 use nix::sys::signal::{SigSet, Signal};
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -148,7 +148,8 @@ fn start_server(stop: mpsc::Sender<Stop>, reaper: Arc<husk_agent::container::Rea
         Context::new(move || {
             let _ = stop.send(Stop::Request);
         })
-        .with_reaper(reaper),
+        .with_reaper(reaper)
+        .with_cgroups(PathBuf::from("/sys/fs/cgroup")),
     );
     let spawned = std::thread::Builder::new()
         .name("agent-server".into())

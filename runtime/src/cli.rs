@@ -89,13 +89,13 @@ pub enum Command {
     Features,
     /// Tell whether this host can run husk microVMs, and why not.
     Check(CheckArgs),
-    /// Freeze a container (not supported yet).
+    /// Freeze a container's processes (its cgroup in the guest).
     Pause(IdArg),
-    /// Thaw a container (not supported yet).
+    /// Thaw a paused container.
     Resume(IdArg),
-    /// Stream a container's events and stats (not supported yet).
+    /// Print a container's stats (--stats), or stream stats and OOM events.
     Events(EventsArgs),
-    /// Change a container's resources (not supported yet).
+    /// Change a container's cgroup limits in the guest.
     Update(UpdateArgs),
 }
 
@@ -282,17 +282,67 @@ pub struct EventsArgs {
     /// Print stats once and exit.
     #[arg(long)]
     pub stats: bool,
-    /// Stats interval.
-    #[arg(long, value_name = "DURATION")]
-    pub interval: Option<String>,
+    /// Stats interval (Go durations: 5s, 500ms, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub interval: String,
 }
 
-/// `update [FLAGS] ID`: taken raw, since it is refused anyway.
+/// `update [FLAGS] ID`: runc's flags.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
-    /// runc's update flags and the container id.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    pub args: Vec<String>,
+    /// Container id.
+    pub id: String,
+    /// A JSON file of OCI `linux.resources` ("-": stdin); instead of the flags.
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k, m, g; -1: none).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory soft limit (memory.low).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: no swap limit).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long, alias = "cpu-shares", value_name = "SHARES")]
+    pub cpu_share: Option<u64>,
+    /// CPU CFS quota, microseconds per period (-1: none).
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period, microseconds.
+    #[arg(long, value_name = "USEC")]
+    pub cpu_period: Option<u64>,
+    /// CPUs allowed (0-3, 0,1).
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Process limit (-1: none).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (not supported).
+    #[arg(long, value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// Real-time period (not supported).
+    #[arg(long, value_name = "USEC")]
+    pub cpu_rt_period: Option<u64>,
+    /// Real-time runtime (not supported).
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Kernel memory limit (not supported; deprecated in runc).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP memory limit (not supported; deprecated in runc).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// Intel RDT L3 cache schema (not supported).
+    #[arg(long, value_name = "SCHEMA")]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported).
+    #[arg(long, value_name = "SCHEMA")]
+    pub mem_bw_schema: Option<String>,
 }
 
 #[cfg(test)]

@@ -316,17 +316,36 @@ fn json_log_gets_the_error_line() {
 }
 
 #[test]
-fn unsupported_commands_say_so() {
+fn cgroup_commands_check_their_container_and_flags_first() {
     let env = Env::new();
     for cmd in [
         &["pause", "c"][..],
         &["resume", "c"][..],
-        &["events", "c"][..],
+        &["events", "--stats", "c"][..],
         &["update", "--memory", "1g", "c"][..],
     ] {
-        let out = env.husk(cmd);
-        assert_fails(&out, &format!("husk {}: not supported yet", cmd[0]));
+        assert_fails(&env.husk(cmd), "container \"c\" does not exist");
     }
+    env.put("c1", Status::Stopped, None, None);
+    assert_fails(&env.husk(&["pause", "c1"]), "container not running");
+    assert_fails(&env.husk(&["resume", "c1"]), "container not paused");
+    assert_fails(&env.husk(&["events", "c1"]), "is not running");
+    assert_fails(
+        &env.husk(&["update", "--pids-limit", "5", "c1"]),
+        "container not running",
+    );
+    assert_fails(
+        &env.husk(&["update", "--l3-cache-schema", "L3:0=f", "c1"]),
+        "not supported yet: husk update --l3-cache-schema",
+    );
+    assert_fails(
+        &env.husk(&["update", "--memory", "lots", "c1"]),
+        "--memory: invalid size \"lots\"",
+    );
+    assert_fails(
+        &env.husk(&["events", "--interval", "5", "c1"]),
+        "--interval: invalid duration \"5\"",
+    );
 }
 
 #[test]

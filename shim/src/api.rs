@@ -85,6 +85,7 @@ fn api_status(status: TaskStatus) -> api::Status {
     match status {
         TaskStatus::Created => api::Status::CREATED,
         TaskStatus::Running => api::Status::RUNNING,
+        TaskStatus::Paused => api::Status::PAUSED,
         TaskStatus::Stopped => api::Status::STOPPED,
     }
 }
@@ -279,21 +280,32 @@ impl Task for Service {
     fn stats(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::StatsRequest,
+        req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
-        unsupported("Stats (task metrics)")
+        let metrics = Service::metrics(self, &req.id)?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(metrics),
+            ..Default::default()
+        })
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        unsupported("Pause (freezing a task's microVM)")
+    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        tracing::info!("pause {}", req.id);
+        Service::pause(self, &req.id)?;
+        Ok(api::Empty::default())
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        unsupported("Resume (thawing a task's microVM)")
+    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        tracing::info!("resume {}", req.id);
+        Service::resume(self, &req.id)?;
+        Ok(api::Empty::default())
     }
 
-    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        unsupported("Update (changing a running microVM's resources)")
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        tracing::info!("update {}", req.id);
+        let resources = req.resources.as_ref().map(|a| a.value.as_slice());
+        Service::update(self, &req.id, resources.unwrap_or_default())?;
+        Ok(api::Empty::default())
     }
 
     fn checkpoint(

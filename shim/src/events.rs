@@ -1,11 +1,12 @@
-//! Task events for containerd (TaskCreate, TaskStart, TaskExit, TaskDelete, and
-//! TaskExecAdded, TaskExecStarted),
+//! Task events for containerd (TaskCreate, TaskStart, TaskExit, TaskDelete,
+//! TaskExecAdded, TaskExecStarted, TaskPaused, TaskResumed and TaskOOM),
 //! published in order by one thread, so that a Task API call never waits on
 //! containerd's event service while containerd waits on it. An event containerd
 //! cannot take (it is restarting) is retried on a new connection for a while.
 
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
@@ -29,6 +30,12 @@ pub enum TaskEvent {
     ExecAdded(TaskExecAdded),
     /// An exec'd process started.
     ExecStarted(TaskExecStarted),
+    /// The task was paused.
+    Paused(TaskPaused),
+    /// The task was resumed.
+    Resumed(TaskResumed),
+    /// A process of the task was killed for lack of memory.
+    Oom(TaskOOM),
 }
 
 impl TaskEvent {
@@ -41,6 +48,9 @@ impl TaskEvent {
             TaskEvent::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
             TaskEvent::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
             TaskEvent::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            TaskEvent::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskEvent::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskEvent::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
         }
     }
 
@@ -52,6 +62,9 @@ impl TaskEvent {
             TaskEvent::Delete(e) => Box::new(e),
             TaskEvent::ExecAdded(e) => Box::new(e),
             TaskEvent::ExecStarted(e) => Box::new(e),
+            TaskEvent::Paused(e) => Box::new(e),
+            TaskEvent::Resumed(e) => Box::new(e),
+            TaskEvent::Oom(e) => Box::new(e),
         }
     }
 }

@@ -218,7 +218,7 @@ impl Service {
     pub fn exec_delete(&self, id: &str, exec_id: &str) -> Result<(u32, Exited)> {
         let (task, exec) = self.exec_of(id, exec_id)?;
         let exited = match exec.status() {
-            TaskStatus::Running => {
+            TaskStatus::Running | TaskStatus::Paused => {
                 return Err(ShimError::Precondition(format!(
                     "cannot delete exec \"{exec_id}\" of task \"{id}\": it is running"
                 )))

@@ -18,6 +18,7 @@
 //! | [`logging`] | the log fifo containerd reads |
 
 mod api;
+mod control;
 mod error;
 mod events;
 mod exec;

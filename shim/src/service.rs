@@ -193,6 +193,7 @@ impl Service {
             mounted_rootfs,
             started: Default::default(),
             terminal: p.terminal,
+            paused: Default::default(),
             stdin_writer: Mutex::new(stdin_writer),
             logger: Mutex::new(logger),
             execs: Mutex::default(),
@@ -228,6 +229,7 @@ impl Service {
         }
         commands::start::start(&self.store()?, id)?;
         task.started.store(true, Ordering::SeqCst);
+        self.watch_oom(&task);
         self.events.send(TaskEvent::Start(TaskStart {
             container_id: id.to_string(),
             pid: task.pid,
@@ -255,6 +257,11 @@ impl Service {
                     Err(_) => Err(e.into()),
                 }
             }
+            Ok(()) if signal == Signal::SIGKILL as u32 => {
+                // A paused task is thawed by the agent after a SIGKILL.
+                task.paused.store(false, Ordering::SeqCst);
+                Ok(())
+            }
             other => Ok(other?),
         }
     }
@@ -263,7 +270,7 @@ impl Service {
     /// its rootfs mount. Gives its pid and exit.
     pub fn delete(&self, id: &str) -> Result<(u32, Exited)> {
         let task = self.task(id)?;
-        if task.status() == TaskStatus::Running {
+        if matches!(task.status(), TaskStatus::Running | TaskStatus::Paused) {
             return Err(ShimError::Precondition(format!(
                 "cannot delete task \"{id}\": it is running"
             )));
@@ -367,6 +374,10 @@ mod tests {
             s.delete("nope").unwrap_err(),
             s.wait("nope").unwrap_err(),
             s.pids("nope").unwrap_err(),
+            s.pause("nope").unwrap_err(),
+            s.resume("nope").unwrap_err(),
+            s.update("nope", b"{}").unwrap_err(),
+            s.metrics("nope").unwrap_err(),
         ] {
             assert_eq!(err.code(), Code::NOT_FOUND, "{err}");
             assert_eq!(err.to_string(), "task \"nope\" does not exist in this shim");

@@ -87,6 +87,8 @@ pub struct TaskRecord {
     pub started: AtomicBool,
     /// Whether its process has a terminal.
     pub terminal: bool,
+    /// Whether it is paused (Pause succeeded, no Resume or SIGKILL since).
+    pub paused: AtomicBool,
     /// The shim's writing end of the stdin fifo, until CloseIO.
     pub stdin_writer: Mutex<Option<OwnedFd>>,
     /// The logging binary of a `binary://` stdout, until Delete.
@@ -104,6 +106,8 @@ pub enum TaskStatus {
     Created,
     /// Its process runs.
     Running,
+    /// Its processes are frozen.
+    Paused,
     /// Its process exited.
     Stopped,
 }
@@ -133,6 +137,8 @@ impl TaskRecord {
     pub fn status(&self) -> TaskStatus {
         if self.exit.get().is_some() {
             TaskStatus::Stopped
+        } else if self.paused.load(Ordering::SeqCst) {
+            TaskStatus::Paused
         } else if self.started.load(Ordering::SeqCst) {
             TaskStatus::Running
         } else {

@@ -359,7 +359,7 @@ impl Service {
                 *exec.size.lock().unwrap_or_else(|e| e.into_inner()) = Some((rows, cols));
                 Ok(())
             }
-            TaskStatus::Running => {
+            TaskStatus::Running | TaskStatus::Paused => {
                 let store = self.store()?;
                 let state = store.load(id)?;
                 Ok(sandbox::resize_tty(

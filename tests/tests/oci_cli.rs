@@ -413,3 +413,211 @@ fn bad_input_is_named_and_leaves_nothing() {
     world.assert_clean("m3", &[]);
     assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
 }
+
+/// The counter a container writes to its `/tmp/count` (on the virtio-fs root, so
+/// the host reads the file the guest writes); `None` while the file is being
+/// rewritten (empty) or not there yet.
+fn counter(bundle: &Bundle) -> Option<u64> {
+    std::fs::read_to_string(bundle.dir.join("rootfs/tmp/count"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Polls `counter` until it exceeds `above`, for at most `limit`.
+fn counter_passes(bundle: &Bundle, above: u64, limit: std::time::Duration) -> Option<u64> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(n) = counter(bundle).filter(|&n| n > above) {
+            return Some(n);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// `husk events --stats ID` parsed.
+fn stats(world: &World, id: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&world.ok(&["events", "--stats", id])).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("stats"), Some(id)),
+        "{v}"
+    );
+    v["data"].clone()
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn cgroup_pause_resume_update_and_stats() {
+    let world = World::new("pause");
+    // A counter ticking every 100 ms.
+    let bundle = world.bundle(
+        "b",
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done",
+        ],
+        false,
+    );
+    let pid_file = world.dir.join("pid");
+    world.create_ok(&[
+        "--bundle",
+        bundle.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "p1",
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let err = world.fails(&["pause", "p1"]);
+    assert!(err.contains("not started"), "{err}");
+    world.ok(&["start", "p1"]);
+    let patience = std::time::Duration::from_secs(60);
+    let running = counter_passes(&bundle, 2, patience).expect("the counter never ran");
+
+    world.ok(&["pause", "p1"]);
+    assert_eq!(world.state("p1")["status"], "paused");
+    assert!(world.ok(&["list"]).contains("paused"));
+    // Frozen means every task of the cgroup stopped in the kernel's freezer, so the
+    // last write has landed: the value read now must not move. Over 2 s a running
+    // counter ticks about 20 times (several even when the emulated guest runs 5x
+    // slow), so a still value says the freeze holds, not that we looked too soon.
+    let frozen = counter(&bundle).expect("the counter file is readable");
+    assert!(frozen >= running);
+    let still = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < still {
+        assert_eq!(
+            counter(&bundle),
+            Some(frozen),
+            "the counter moved while paused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let err = world.fails(&["exec", "p1", "true"]);
+    assert!(err.contains("paused"), "{err}");
+    let err = world.fails(&["pause", "p1"]);
+    assert!(err.contains("paused already"), "{err}");
+    // Stats read while paused, in runc's shape.
+    let data = stats(&world, "p1");
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 1, "{data}");
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+
+    world.ok(&["resume", "p1"]);
+    assert_eq!(world.state("p1")["status"], "running");
+    counter_passes(&bundle, frozen, patience).expect("the counter did not resume");
+    let err = world.fails(&["resume", "p1"]);
+    assert!(err.contains("not paused"), "{err}");
+
+    // update: the new limits are what the guest's cgroup says.
+    world.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpu-share",
+        "512",
+        "p1",
+    ]);
+    let data = stats(&world, "p1");
+    assert_eq!(data["memory"]["usage"]["limit"], 64 << 20, "{data}");
+    assert_eq!(data["pids"]["limit"], 50, "{data}");
+    let err = world.fails(&["update", "--blkio-weight", "10", "p1"]);
+    assert!(
+        err.contains("not supported yet") && err.contains("--blkio-weight"),
+        "{err}"
+    );
+    let resources = world.dir.join("r.json");
+    std::fs::write(
+        &resources,
+        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#,
+    )
+    .unwrap();
+    let err = world.fails(&["update", "-r", resources.to_str().unwrap(), "p1"]);
+    assert!(err.contains("hugepageLimits"), "{err}");
+
+    // SIGKILL reaches a paused container.
+    world.ok(&["pause", "p1"]);
+    world.ok(&["kill", "p1", "KILL"]);
+    assert_eq!(
+        wait_exit(pid),
+        WaitStatus::Signaled(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL, false)
+    );
+    assert_eq!(world.state("p1")["status"], "stopped");
+    let err = world.fails(&["pause", "p1"]);
+    assert!(err.contains("not running"), "{err}");
+    world.ok(&["delete", "p1"]);
+    world.assert_clean("p1", &[pid]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn cgroup_an_oom_kill_is_an_event_and_ends_the_container() {
+    let world = World::new("oom");
+    // A shell string doubling until the 32 MiB limit stops it.
+    let hog = ["sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done"];
+    let bundle = world.bundle("b", &hog, false);
+    let mut config = spec(&hog, false);
+    config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
+    bundle.write_config(&config);
+    let pid_file = world.dir.join("pid");
+    world.create_ok(&[
+        "--bundle",
+        bundle.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "o1",
+    ]);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(stats(&world, "o1")["memory"]["usage"]["limit"], 32 << 20);
+    // The stream runs until the container stops.
+    let events = world
+        .husk()
+        .args(["events", "--interval", "1s", "o1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.ok(&["start", "o1"]);
+    assert_eq!(
+        wait_exit(pid),
+        WaitStatus::Signaled(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL, false)
+    );
+    let out = events.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "events: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &serde_json::json!({"type": "oom", "id": "o1"})),
+        "{stdout}"
+    );
+    assert!(lines.iter().any(|l| l["type"] == "stats"), "{stdout}");
+    world.ok(&["delete", "o1"]);
+    world.assert_clean("o1", &[pid]);
+}

@@ -7,9 +7,11 @@
 //! - [`stdio`]: pipes or a terminal per process, handed to stream relays.
 //! - [`relay`]: copying a stream between its pipe and a connection.
 //! - [`stats`]: usage from `/proc`.
+//! - [`cgroup`]: a cgroup v2 per container: limits, freezing, figures, OOM kills.
 //!
 //! What is applied and what is not is listed in `docs/protocol.md`.
 
+pub mod cgroup;
 pub mod child;
 pub mod reaper;
 pub mod relay;
@@ -23,6 +25,7 @@ pub use reaper::Reaper;
 use crate::protocol::{
     AgentError, ContainerStats, ErrorCode, ExitStatus, RequestBody, ResponseBody, StreamHello,
 };
+use cgroup::{Cgroup, CgroupRoot};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use reaper::lock;
@@ -30,16 +33,26 @@ use spawn::{Held, Where};
 use spec::Launch;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use stdio::{Attached, Streams};
 
 /// The longest container or exec ID accepted.
 const MAX_ID_LEN: usize = 256;
+/// How long `pause` and `resume` wait for `cgroup.events` to agree.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `oom_event` wait.
+pub const MAX_OOM_WAIT: Duration = Duration::from_secs(60);
+/// How often `oom_event` reads the containers' `memory.events`.
+const OOM_POLL: Duration = Duration::from_millis(100);
 
 /// The containers of this agent, by ID.
 #[derive(Debug)]
 pub struct Containers {
     reaper: Arc<Reaper>,
+    /// Where container cgroups are made; `None`: containers get none (tests).
+    cgroups: Option<CgroupRoot>,
     table: Mutex<HashMap<String, Arc<Container>>>,
 }
 
@@ -50,6 +63,13 @@ struct Container {
     /// The held first process until `start_container`.
     held: Mutex<Option<Held>>,
     execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Its cgroup, where the agent has cgroups.
+    cgroup: Option<Cgroup>,
+    /// Whether it is paused; held while an exec joins the cgroup and while it is
+    /// frozen or thawed, so that no process is started into a frozen cgroup.
+    paused: Mutex<bool>,
+    /// The `oom_kill` count last reported by `oom_event`.
+    oom_reported: AtomicU64,
 }
 
 /// A process of a container.
@@ -64,8 +84,20 @@ impl Containers {
     pub fn new(reaper: Arc<Reaper>) -> Self {
         Containers {
             reaper,
+            cgroups: None,
             table: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The reaper of the containers' processes.
+    pub fn reaper(&self) -> &Arc<Reaper> {
+        &self.reaper
+    }
+
+    /// Gives each container a cgroup under cgroup2 mounted at `root`.
+    pub fn with_cgroups(mut self, root: CgroupRoot) -> Self {
+        self.cgroups = Some(root);
+        self
     }
 
     /// Serves a container request; `proc_root` is where `stats` reads. Blocks for
@@ -127,6 +159,24 @@ impl Containers {
             RequestBody::Processes { container_id } => self
                 .processes(&container_id, proc_root)
                 .map(|pids| ResponseBody::Processes { pids }),
+            RequestBody::Pause { container_id } => {
+                self.pause(&container_id, true).map(|()| ResponseBody::Done)
+            }
+            RequestBody::Resume { container_id } => self
+                .pause(&container_id, false)
+                .map(|()| ResponseBody::Done),
+            RequestBody::Update {
+                container_id,
+                resources,
+            } => self
+                .update(&container_id, &resources)
+                .map(|()| ResponseBody::Done),
+            RequestBody::OomEvent { timeout_ms } => {
+                let wait = Duration::from_millis(timeout_ms).min(MAX_OOM_WAIT);
+                Ok(ResponseBody::OomEvent {
+                    container_id: self.oom_event(wait),
+                })
+            }
             _ => return None,
         })
     }
@@ -155,21 +205,53 @@ impl Containers {
                 format!("rootfs {} is not an existing directory", rootfs.display()),
             ));
         }
+        let resources = cgroup::resources::plan(&spec["linux"]["resources"])?;
+        let cgroup = match &self.cgroups {
+            Some(root) => {
+                let cgroup = root.create(id)?;
+                if let Err(e) = cgroup.apply(&resources, false) {
+                    let _ = cgroup.remove();
+                    return Err(e);
+                }
+                Some(cgroup)
+            }
+            None => None,
+        };
         let place = Where::New {
             rootfs,
             hostname: hostname.as_deref(),
         };
-        let (process, held) = self.spawn(&launch, place)?;
+        // The held process joins the cgroup before it may exec. On failure it ends
+        // when its start pipe closes, outside the cgroup, which goes at once.
+        let spawned = self.spawn(&launch, place).and_then(|(process, held)| {
+            if let Some(cgroup) = &cgroup {
+                cgroup.add(process.pid)?;
+            }
+            Ok((process, held))
+        });
+        let (process, held) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(cgroup) = &cgroup {
+                    let _ = cgroup.remove();
+                }
+                return Err(e);
+            }
+        };
         let pid = process.pid;
         let container = Arc::new(Container {
             init: process,
             held: Mutex::new(Some(held)),
             execs: Mutex::new(HashMap::new()),
+            cgroup,
+            paused: Mutex::new(false),
+            oom_reported: AtomicU64::new(0),
         });
         let mut table = lock(&self.table);
         if table.contains_key(id) {
-            // Created meanwhile by another request: this one's held process ends
-            // when its start pipe closes, as `container` is dropped.
+            // Unreachable in practice: the cgroup's creation refused a second
+            // container of this id. This one's held process ends when its start
+            // pipe closes, as `container` is dropped.
             return Err(exists());
         }
         table.insert(id.to_owned(), container);
@@ -179,6 +261,10 @@ impl Containers {
     /// Lets a created container's first process exec.
     pub fn start(&self, id: &str) -> Result<u32, AgentError> {
         let container = self.container(id)?;
+        let paused = lock(&container.paused);
+        if *paused {
+            return Err(is_paused(id));
+        }
         let held = lock(&container.held).take().ok_or_else(|| {
             AgentError::new(
                 ErrorCode::FailedPrecondition,
@@ -186,6 +272,7 @@ impl Containers {
             )
         })?;
         held.release()?;
+        drop(paused);
         Ok(container.init.pid.as_raw() as u32)
     }
 
@@ -204,7 +291,96 @@ impl Containers {
                 reaper::KillError::Kill(_) => ErrorCode::Internal,
             };
             AgentError::new(code, format!("cannot signal {}: {e}", name(id, exec_id)))
-        })
+        })?;
+        // As runc: a paused container is thawed after a SIGKILL, so that every
+        // process of it can die (and the next start is not refused as paused).
+        if signal == Signal::SIGKILL {
+            let container = self.container(id)?;
+            let mut paused = lock(&container.paused);
+            if let (true, Some(cgroup)) = (*paused, &container.cgroup) {
+                cgroup.thaw_now().map_err(|e| {
+                    AgentError::new(
+                        ErrorCode::Internal,
+                        format!("cannot thaw container {id:?} after SIGKILL: {e}"),
+                    )
+                })?;
+                *paused = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes (`pause`) or thaws a container's cgroup and waits until the kernel
+    /// says it is done.
+    pub fn pause(&self, id: &str, pause: bool) -> Result<(), AgentError> {
+        let container = self.container(id)?;
+        let cgroup = container.cgroup.as_ref().ok_or_else(|| no_cgroup(id))?;
+        let mut paused = lock(&container.paused);
+        if *paused == pause {
+            let state = if pause { "paused" } else { "not paused" };
+            return Err(AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id:?} is {state}"),
+            ));
+        }
+        if pause && self.reaper.status(container.init.pid).is_some() {
+            return Err(AgentError::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id:?} is not running"),
+            ));
+        }
+        if let Err(e) = cgroup.freeze(pause, FREEZE_TIMEOUT) {
+            if pause {
+                // Not frozen in time: do not leave it half frozen.
+                let _ = cgroup.thaw_now();
+            }
+            return Err(e);
+        }
+        *paused = pause;
+        Ok(())
+    }
+
+    /// Changes a container's cgroup limits; fields husk does not apply are refused.
+    pub fn update(&self, id: &str, resources: &serde_json::Value) -> Result<(), AgentError> {
+        let container = self.container(id)?;
+        let cgroup = container.cgroup.as_ref().ok_or_else(|| no_cgroup(id))?;
+        let plan = cgroup::resources::plan(resources)?;
+        cgroup.apply(&plan, true)
+    }
+
+    /// Waits up to `wait` for a container whose cgroup's `oom_kill` count rose
+    /// since it was last reported; each rise is reported once, to one waiter.
+    ///
+    /// The counts are read every [`OOM_POLL`]: one small read per container, and
+    /// no thread or inotify descriptor to keep when nobody waits.
+    pub fn oom_event(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let containers: Vec<(String, Arc<Container>)> = lock(&self.table)
+                .iter()
+                .map(|(id, c)| (id.clone(), c.clone()))
+                .collect();
+            for (id, container) in containers {
+                let Some(cgroup) = &container.cgroup else {
+                    continue;
+                };
+                let kills = cgroup.oom_kills();
+                let seen = container.oom_reported.load(Ordering::SeqCst);
+                if kills > seen
+                    && container
+                        .oom_reported
+                        .compare_exchange(seen, kills, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    return Some(id);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            std::thread::sleep(OOM_POLL.min(deadline - now));
+        }
     }
 
     /// Waits until a process of a container has exited.
@@ -249,7 +425,15 @@ impl Containers {
         let place = Where::Enter {
             init: container.init.pid,
         };
+        let paused = lock(&container.paused);
+        if *paused {
+            return Err(is_paused(id));
+        }
         let (process, held) = self.spawn(&launch, place)?;
+        if let Some(cgroup) = &container.cgroup {
+            // On failure the held process ends when its start pipe closes.
+            cgroup.add(process.pid)?;
+        }
         let pid = process.pid;
         {
             let mut execs = lock(&container.execs);
@@ -259,6 +443,7 @@ impl Containers {
             execs.insert(exec_id.to_owned(), Arc::new(process));
         }
         held.release()?;
+        drop(paused);
         Ok(pid.as_raw() as u32)
     }
 
@@ -289,7 +474,16 @@ impl Containers {
     /// Usage of a container's processes and their descendants.
     pub fn stats(&self, id: &str, proc_root: &Path) -> Result<ContainerStats, AgentError> {
         let roots = self.roots(id)?;
-        stats::collect(proc_root, &roots).map_err(|e| proc_error(proc_root, e))
+        let mut stats = stats::collect(proc_root, &roots).map_err(|e| proc_error(proc_root, e))?;
+        if let Some(cgroup) = &self.container(id)?.cgroup {
+            stats.cgroup = Some(cgroup.stats().map_err(|e| {
+                AgentError::new(
+                    ErrorCode::Internal,
+                    format!("cannot read cgroup {}: {e}", cgroup.path().display()),
+                )
+            })?);
+        }
+        Ok(stats)
     }
 
     /// Guest PIDs of a container's processes and their descendants.
@@ -382,6 +576,20 @@ fn name(id: &str, exec_id: Option<&str>) -> String {
         None => format!("container {id:?}"),
         Some(exec_id) => format!("exec {exec_id:?} of container {id:?}"),
     }
+}
+
+fn is_paused(id: &str) -> AgentError {
+    AgentError::new(
+        ErrorCode::FailedPrecondition,
+        format!("container {id:?} is paused"),
+    )
+}
+
+fn no_cgroup(id: &str) -> AgentError {
+    AgentError::new(
+        ErrorCode::Unsupported,
+        format!("container {id:?} has no cgroup (the agent runs without cgroups)"),
+    )
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), AgentError> {

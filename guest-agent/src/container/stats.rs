@@ -82,6 +82,7 @@ pub fn collect(proc_root: &Path, roots: &[i32]) -> io::Result<ContainerStats> {
         cpu_usage_ns: 0,
         memory_bytes: 0,
         pids: 0,
+        cgroup: None,
     };
     for pid in tree {
         let stat = all[&pid];

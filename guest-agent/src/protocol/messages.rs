@@ -99,6 +99,30 @@ pub enum RequestBody {
         /// The container's ID.
         container_id: String,
     },
+    /// Freeze a container's processes (its cgroup's `cgroup.freeze`); answered once the
+    /// cgroup reports itself frozen. Answer: [`ResponseBody::Done`]. (Version 2.)
+    Pause {
+        /// The container's ID.
+        container_id: String,
+    },
+    /// Thaw a paused container. Answer: [`ResponseBody::Done`]. (Version 2.)
+    Resume {
+        /// The container's ID.
+        container_id: String,
+    },
+    /// Change a container's cgroup limits. Answer: [`ResponseBody::Done`]. (Version 2.)
+    Update {
+        /// The container's ID.
+        container_id: String,
+        /// An OCI `linux.resources` object; only the fields set are changed.
+        resources: serde_json::Value,
+    },
+    /// Wait until a container's cgroup records an OOM kill, or `timeout_ms` passes.
+    /// Answer: [`ResponseBody::OomEvent`]. (Version 2.)
+    OomEvent {
+        /// How long to wait, milliseconds (at most 60 000).
+        timeout_ms: u64,
+    },
     /// End the VM. Answer: [`ResponseBody::Done`], then the VM stops; a client that
     /// sees the connection close instead of the answer may take it as done.
     Shutdown,
@@ -139,6 +163,10 @@ impl RequestBody {
             RequestBody::CloseStdin { .. } => "close_stdin",
             RequestBody::Stats { .. } => "stats",
             RequestBody::Processes { .. } => "processes",
+            RequestBody::Pause { .. } => "pause",
+            RequestBody::Resume { .. } => "resume",
+            RequestBody::Update { .. } => "update",
+            RequestBody::OomEvent { .. } => "oom_event",
             RequestBody::Shutdown => "shutdown",
             RequestBody::StreamSink { .. } => "stream_sink",
             RequestBody::StreamSource { .. } => "stream_source",
@@ -195,6 +223,12 @@ pub enum ResponseBody {
         /// Guest PIDs, ascending.
         pids: Vec<i32>,
     },
+    /// Answer to `oom_event`: the container whose OOM kill count rose, or `null` when
+    /// the timeout passed first.
+    OomEvent {
+        /// The container's ID.
+        container_id: Option<String>,
+    },
     /// A diagnostic stream may begin.
     Ready,
     /// The end of a `stream_sink`: what the agent received.
@@ -234,6 +268,39 @@ pub struct ContainerStats {
     pub memory_bytes: u64,
     /// Number of processes.
     pub pids: u64,
+    /// The figures of the container's cgroup, when it has one. (Version 2.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupStats>,
+}
+
+/// A container's cgroup figures; a figure whose file is missing (controller not
+/// enabled) reads 0, a limit `null` when unlimited (`max`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupStats {
+    /// `memory.current`, bytes.
+    pub memory_current: u64,
+    /// `memory.max`, bytes; `null`: no limit.
+    pub memory_max: Option<u64>,
+    /// `memory.stat` `anon`, bytes.
+    pub memory_anon: u64,
+    /// `memory.stat` `file`, bytes.
+    pub memory_file: u64,
+    /// `cpu.stat` `usage_usec`.
+    pub cpu_usage_usec: u64,
+    /// `cpu.stat` `user_usec`.
+    pub cpu_user_usec: u64,
+    /// `cpu.stat` `system_usec`.
+    pub cpu_system_usec: u64,
+    /// `pids.current`.
+    pub pids_current: u64,
+    /// `pids.max`; `null`: no limit.
+    pub pids_max: Option<u64>,
+    /// `memory.events` `oom`.
+    pub oom: u64,
+    /// `memory.events` `oom_kill`.
+    pub oom_kill: u64,
+    /// Whether the cgroup is frozen (`cgroup.events` `frozen`).
+    pub frozen: bool,
 }
 
 /// What the agent read during a `stream_sink`.

@@ -22,12 +22,13 @@ pub use error::{AgentError, ErrorCode};
 pub use frame::{read_frame, read_frame_bytes, write_frame, FrameError};
 pub use handshake::{Hello, HelloAck, HelloReply};
 pub use messages::{
-    ContainerStats, ExitStatus, Health, Request, RequestBody, Response, ResponseBody, SinkDigest,
+    CgroupStats, ContainerStats, ExitStatus, Health, Request, RequestBody, Response, ResponseBody,
+    SinkDigest,
 };
 pub use stdio::{StdioStream, StreamHello, StreamHelloFrame, StreamHelloReply};
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 1024;

@@ -56,6 +56,13 @@ fn all_requests() -> Vec<RequestBody> {
             exec_id: Some("e1".into()),
         },
         RequestBody::Stats { container_id: c() },
+        RequestBody::Pause { container_id: c() },
+        RequestBody::Resume { container_id: c() },
+        RequestBody::Update {
+            container_id: c(),
+            resources: serde_json::json!({"memory": {"limit": 33554432}}),
+        },
+        RequestBody::OomEvent { timeout_ms: 500 },
         RequestBody::Shutdown,
         RequestBody::StreamSink { bytes: 1 << 20 },
         RequestBody::StreamSource {
@@ -89,7 +96,25 @@ fn all_responses() -> Vec<Result<ResponseBody, AgentError>> {
             cpu_usage_ns: 1,
             memory_bytes: 2,
             pids: 3,
+            cgroup: None,
         })),
+        Ok(ResponseBody::Stats(ContainerStats {
+            cpu_usage_ns: 1,
+            memory_bytes: 2,
+            pids: 3,
+            cgroup: Some(CgroupStats {
+                memory_current: 4,
+                memory_max: None,
+                pids_max: Some(5),
+                oom_kill: 1,
+                frozen: true,
+                ..Default::default()
+            }),
+        })),
+        Ok(ResponseBody::OomEvent {
+            container_id: Some("c1".into()),
+        }),
+        Ok(ResponseBody::OomEvent { container_id: None }),
         Ok(ResponseBody::Ready),
         Ok(ResponseBody::SinkDigest(SinkDigest {
             bytes: 3,
@@ -177,9 +202,37 @@ fn json_shapes_are_as_documented() {
     );
     assert_eq!(
         v(&answer_hello(&Hello::new("t"), "0.1.0")),
-        json!({"type": "hello_ack", "version": 1, "agent_version": "0.1.0"})
+        json!({"type": "hello_ack", "version": 2, "agent_version": "0.1.0"})
     );
-    assert_eq!(v(&Hello::new("t")), json!({"version": 1, "client": "t"}));
+    assert_eq!(v(&Hello::new("t")), json!({"version": 2, "client": "t"}));
+    assert_eq!(
+        v(&RequestBody::Pause {
+            container_id: "c1".into()
+        }),
+        json!({"type": "pause", "container_id": "c1"})
+    );
+    assert_eq!(
+        v(&RequestBody::OomEvent { timeout_ms: 500 }),
+        json!({"type": "oom_event", "timeout_ms": 500})
+    );
+    assert_eq!(
+        v(&ResponseBody::OomEvent { container_id: None }),
+        json!({"type": "oom_event", "container_id": null})
+    );
+    // A version-1 stats answer (no cgroup) still reads.
+    let stats: ResponseBody = serde_json::from_value(
+        json!({"type": "stats", "cpu_usage_ns": 1, "memory_bytes": 2, "pids": 3}),
+    )
+    .unwrap();
+    assert_eq!(
+        stats,
+        ResponseBody::Stats(ContainerStats {
+            cpu_usage_ns: 1,
+            memory_bytes: 2,
+            pids: 3,
+            cgroup: None
+        })
+    );
     assert_eq!(
         v(&StreamHelloFrame::StreamHello(StreamHello {
             version: 1,
@@ -313,13 +366,13 @@ fn handshake_version_mismatch_names_both_versions() {
         HelloReply::Refused(e) => {
             assert_eq!(e.code, ErrorCode::VersionMismatch);
             assert!(e.message.contains("version 7"), "{}", e.message);
-            assert!(e.message.contains("version 1"), "{}", e.message);
+            assert!(e.message.contains("version 2"), "{}", e.message);
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(matches!(
         answer_hello(&Hello::new("now"), "0.1.0"),
-        HelloReply::HelloAck(HelloAck { version: 1, .. })
+        HelloReply::HelloAck(HelloAck { version: 2, .. })
     ));
 }
 

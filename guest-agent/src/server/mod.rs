@@ -10,6 +10,7 @@ pub mod ratelimit;
 
 pub use conn::{handle_connection, ConnError, Connection};
 
+use crate::container::cgroup::CgroupRoot;
 use crate::container::{Containers, Reaper};
 use crate::protocol::{write_frame, AgentError, ErrorCode, HelloReply, AGENT_PORT};
 use log::{error_chain, ConsoleLog};
@@ -65,6 +66,14 @@ impl Context {
     /// call this before serving).
     pub fn with_reaper(mut self, reaper: Arc<Reaper>) -> Self {
         self.containers = Containers::new(reaper);
+        self
+    }
+
+    /// Gives each container a cgroup under cgroup2 mounted at `root` (the agent's
+    /// `/sys/fs/cgroup`); call after [`Context::with_reaper`], before serving.
+    pub fn with_cgroups(mut self, root: PathBuf) -> Self {
+        let reaper = self.containers.reaper().clone();
+        self.containers = Containers::new(reaper).with_cgroups(CgroupRoot::new(root));
         self
     }
 

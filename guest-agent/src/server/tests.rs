@@ -61,7 +61,7 @@ fn connected(ctx: &Arc<Context>) -> (UnixStream, JoinHandle<Result<(), ConnError
     let reply: HelloReply = read_frame(&mut client).unwrap();
     assert!(matches!(
         reply,
-        HelloReply::HelloAck(HelloAck { version: 1, .. })
+        HelloReply::HelloAck(HelloAck { version: 2, .. })
     ));
     (client, handle)
 }
@@ -198,7 +198,7 @@ fn version_mismatch_is_refused_and_closed() {
     write_frame(
         &mut client,
         &Hello {
-            version: 2,
+            version: 3,
             client: "future".into(),
         },
     )
@@ -208,14 +208,14 @@ fn version_mismatch_is_refused_and_closed() {
         panic!("expected a refusal, got {reply:?}");
     };
     assert_eq!(err.code, ErrorCode::VersionMismatch);
-    assert!(err.message.contains("version 2") && err.message.contains("version 1"));
+    assert!(err.message.contains("version 3") && err.message.contains("version 2"));
     assert!(matches!(
         read_frame::<_, Response>(&mut client),
         Err(FrameError::Eof)
     ));
     assert!(matches!(
         handle.join().unwrap(),
-        Err(ConnError::VersionMismatch { version: 2, .. })
+        Err(ConnError::VersionMismatch { version: 3, .. })
     ));
 }
 

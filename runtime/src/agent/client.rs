@@ -44,7 +44,7 @@ impl Default for Timeouts {
 #[derive(Debug)]
 pub struct AgentClient<S: Transport = UnixStream> {
     stream: S,
-    timeouts: Timeouts,
+    pub(super) timeouts: Timeouts,
     next_id: u64,
     agent_version: String,
     broken: bool,

@@ -158,6 +158,51 @@ impl<S: Transport> AgentClient<S> {
         }
     }
 
+    /// Freezes a container's processes; returns once the guest says they are frozen.
+    pub fn pause(&mut self, container_id: &str) -> Result<(), ClientError> {
+        let body = RequestBody::Pause {
+            container_id: container_id.to_owned(),
+        };
+        self.done("pause", body)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&mut self, container_id: &str) -> Result<(), ClientError> {
+        let body = RequestBody::Resume {
+            container_id: container_id.to_owned(),
+        };
+        self.done("resume", body)
+    }
+
+    /// Changes a container's cgroup limits to those set in `resources` (an OCI
+    /// `linux.resources` object).
+    pub fn update(
+        &mut self,
+        container_id: &str,
+        resources: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let body = RequestBody::Update {
+            container_id: container_id.to_owned(),
+            resources,
+        };
+        self.done("update", body)
+    }
+
+    /// Waits up to `wait` (at most a minute) for an OOM kill in some container of the
+    /// guest; gives its id, or `None` when the time passed first. Each OOM kill is
+    /// reported once.
+    pub fn oom_event(&mut self, wait: Duration) -> Result<Option<String>, ClientError> {
+        let body = RequestBody::OomEvent {
+            timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let id = self.send(body)?;
+        let after = wait + self.timeouts.request;
+        match self.answer_by(id, "oom_event", Some(Instant::now() + after), after)? {
+            ResponseBody::OomEvent { container_id } => Ok(container_id),
+            other => Err(self.unexpected("oom_event", &other)),
+        }
+    }
+
     /// A request answered `started`.
     fn started(&mut self, during: &'static str, body: RequestBody) -> Result<u32, ClientError> {
         match self.request(body)? {

@@ -346,14 +346,14 @@ fn version_mismatch_is_reported_both_ways() {
     let fake = Fake::start(|mut stream| {
         accept_connect(&mut stream);
         let ack = HelloReply::HelloAck(HelloAck {
-            version: 2,
-            agent_version: "2.0.0".into(),
+            version: 3,
+            agent_version: "3.0.0".into(),
         });
         write_frame(&mut stream, &ack).unwrap();
     });
     let err = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap_err();
     assert!(matches!(err, ClientError::VersionMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("version 1") && err.to_string().contains("version 2"));
+    assert!(err.to_string().contains("version 2") && err.to_string().contains("version 3"));
     fake.join();
 }
 

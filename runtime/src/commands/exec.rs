@@ -14,10 +14,11 @@ pub fn exec(store: &Store, args: &ExecArgs) -> Result<i32, RuntimeError> {
     let (state, status) = observe(store, &args.id)?;
     match status {
         Status::Running => {}
-        Status::Paused if args.ignore_paused => {}
+        // The agent refuses too: the process would join the frozen cgroup, so
+        // --ignore-paused cannot be honoured.
         Status::Paused => {
             return Err(RuntimeError::InvalidState(format!(
-                "cannot exec in paused container \"{}\" (use --ignore-paused)",
+                "cannot exec in paused container \"{}\": resume it first",
                 args.id
             )))
         }

@@ -2,8 +2,9 @@
 //!
 //! Only what husk applies is claimed. The agent (docs/protocol.md, "What the agent
 //! applies") sets up a mount and a UTS namespace, the process's args, env, cwd,
-//! terminal, user and umask, and the hostname; mounts, hooks, capabilities,
-//! cgroups, seccomp and LSM labels are not applied yet, so none are listed.
+//! terminal, user and umask, and the hostname, and a cgroup v2 per container in the
+//! guest (`linux.resources` memory, cpu, cpuset and pids); mounts, hooks,
+//! capabilities, seccomp and LSM labels are not applied yet, so none are listed.
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
@@ -22,7 +23,7 @@ pub fn features_json() -> Value {
         "linux": {
             "namespaces": ["mount", "uts"],
             "capabilities": [],
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {"enabled": false},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},

@@ -36,10 +36,18 @@ pub fn parse_signal(text: &str) -> Result<i32, RuntimeError> {
 pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError> {
     let signal = parse_signal(signal)?;
     let _lock = store.lock(id)?;
-    let state = store.load(id)?;
+    let mut state = store.load(id)?;
     match state.observed_status() {
-        Status::Created | Status::Running | Status::Paused => {
-            sandbox::kill(store, &state, signal, all)
+        Status::Created | Status::Running => sandbox::kill(store, &state, signal, all),
+        // As runc: SIGKILL reaches a paused container, whose cgroup the agent then
+        // thaws; other signals wait, pending, until it is resumed.
+        Status::Paused => {
+            sandbox::kill(store, &state, signal, all)?;
+            if signal == Signal::SIGKILL as i32 {
+                state.status = Status::Running;
+                store.save(&state)?;
+            }
+            Ok(())
         }
         Status::Stopped if all => Ok(()),
         Status::Stopped | Status::Creating => Err(RuntimeError::InvalidState(format!(

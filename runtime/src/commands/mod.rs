@@ -3,14 +3,17 @@
 pub mod check;
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
 pub mod ps;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use crate::cli::{Cli, Command};
 use crate::error::RuntimeError;
@@ -66,17 +69,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32, RuntimeError> {
         Command::Spec(a) => spec::spec(&a.bundle).map(|()| 0),
         Command::Features => features::features().map(|()| 0),
         Command::Check(a) => Ok(check::check(a.quiet)),
-        Command::Pause(_) | Command::Resume(_) => Err(RuntimeError::NotSupported(
-            "freezing and thawing a container's microVM come with a later version (docs/cli.md)"
-                .into(),
-        )),
-        Command::Events(_) => Err(RuntimeError::NotSupported(
-            "container events and stats come with a later version (docs/cli.md)".into(),
-        )),
-        Command::Update(_) => Err(RuntimeError::NotSupported(
-            "changing a running microVM's resources comes with a later version (docs/cli.md)"
-                .into(),
-        )),
+        Command::Pause(a) => pause::pause(&store()?, &a.id).map(|()| 0),
+        Command::Resume(a) => pause::resume(&store()?, &a.id).map(|()| 0),
+        Command::Events(a) => events::events(&store()?, a).map(|()| 0),
+        Command::Update(a) => update::update(&store()?, a).map(|()| 0),
     }
 }
 

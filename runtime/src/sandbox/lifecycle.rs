@@ -85,7 +85,7 @@ fn timeouts(state: &ContainerState) -> Timeouts {
     }
 }
 
-fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
+pub(super) fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
     let vsock = VmPlan::vsock_path(&store.dir(&state.id));
     AgentClient::connect(&vsock, AGENT_PORT, timeouts(state)).map_err(|e| {
         RuntimeError::Sandbox(format!(

@@ -9,10 +9,12 @@
 //! | [`pty`] | the host terminal sent over `--console-socket` |
 //! | [`exec`] | `exec`, attached or through a detached relay process (`husk __exec`) |
 //! | [`lifecycle`] | the commands' side: `create` starts the sandbox process; `start`, `kill`, `ps`, `exec` reach the agent through the sandbox's vsock socket; `delete` tears down |
+//! | [`control`] | the container's cgroup in the guest: `pause`, `resume`, `update`, `stats`, OOM events |
 //! | [`plan`] | what a command hands the process it starts, and the report back |
 //! | [`console_log`] | the bounded guest console log |
 
 pub mod console_log;
+pub mod control;
 pub mod exec;
 pub mod lifecycle;
 pub mod plan;
@@ -21,6 +23,7 @@ pub mod pty;
 pub mod relay;
 pub mod vm;
 
+pub use control::{final_oom_kills, pause, resume, stats, update, watch_oom};
 pub use lifecycle::{
     create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, resize_tty, start,
     wait, CreateOptions, ExecOptions, SandboxStdio,

@@ -161,12 +161,20 @@ impl Sandbox {
         }
 
         let waiter = process.clone();
+        let dir = vm_plan.dir.clone();
         std::thread::spawn(move || {
             let status = waiter
                 .agent(timeouts)
                 .and_then(|mut a| {
-                    a.wait(&waiter.container_id, None, None)
-                        .map_err(|e| SandboxError::Agent("wait for the container".into(), e))
+                    let status = a
+                        .wait(&waiter.container_id, None, None)
+                        .map_err(|e| SandboxError::Agent("wait for the container".into(), e))?;
+                    // While the VM still runs: whether memory ran out, for `events`
+                    // and the shim, whose OOM watch may not have seen it yet.
+                    if let Ok(stats) = a.stats(&waiter.container_id) {
+                        super::control::record_oom_kills(&dir, &stats);
+                    }
+                    Ok(status)
                 })
                 .map_err(|e| husk_agent::server::log::error_chain(&e));
             let _ = tx.send(Event::Exited(status));

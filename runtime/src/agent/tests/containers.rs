@@ -57,7 +57,19 @@ fn container_requests_are_sent_and_answers_typed() {
                 cpu_usage_ns: 1,
                 memory_bytes: 2,
                 pids: 3,
+                cgroup: None,
             }),
+            RequestBody::Pause { container_id } | RequestBody::Resume { container_id } => {
+                assert_eq!(container_id, "c1");
+                ResponseBody::Done
+            }
+            RequestBody::Update { resources, .. } => {
+                assert_eq!(resources["memory"]["limit"], 1024);
+                ResponseBody::Done
+            }
+            RequestBody::OomEvent { timeout_ms } => ResponseBody::OomEvent {
+                container_id: (timeout_ms == 1000).then(|| "c1".to_owned()),
+            },
             other => return Err(AgentError::new(ErrorCode::Unsupported, other.name())),
         })
     });
@@ -73,6 +85,16 @@ fn container_requests_are_sent_and_answers_typed() {
     client.resize_tty("c1", None, 24, 80).unwrap();
     client.close_stdin("c1", None).unwrap();
     assert_eq!(client.stats("c1").unwrap().pids, 3);
+    client.pause("c1").unwrap();
+    client.resume("c1").unwrap();
+    client
+        .update("c1", json!({"memory": {"limit": 1024}}))
+        .unwrap();
+    assert_eq!(
+        client.oom_event(Duration::from_secs(1)).unwrap().as_deref(),
+        Some("c1")
+    );
+    assert_eq!(client.oom_event(Duration::from_millis(10)).unwrap(), None);
     let status = client.wait("c1", None, None).unwrap();
     assert_eq!(status.exit_code, Some(3));
     drop(client);

@@ -1,0 +1,48 @@
+//! `husk pause` and `husk resume`: the container's cgroup in the guest frozen and
+//! thawed; `state.json` says `paused` in between.
+
+use crate::error::RuntimeError;
+use crate::sandbox;
+use crate::state::{Status, Store};
+
+/// Freezes a running container's processes. A created one is refused (runc
+/// pauses it too): husk's state would not remember that it still waits for `start`.
+pub fn pause(store: &Store, id: &str) -> Result<(), RuntimeError> {
+    let _lock = store.lock(id)?;
+    let mut state = store.load(id)?;
+    match state.observed_status() {
+        Status::Running => {}
+        Status::Created => {
+            return Err(RuntimeError::InvalidState(format!(
+                "cannot pause container \"{id}\": it is created, not started (husk pauses running containers only)"
+            )))
+        }
+        Status::Paused => {
+            return Err(RuntimeError::InvalidState(format!(
+                "cannot pause container \"{id}\": it is paused already"
+            )))
+        }
+        Status::Stopped | Status::Creating => {
+            return Err(RuntimeError::InvalidState(format!(
+                "cannot pause container \"{id}\": container not running"
+            )))
+        }
+    }
+    sandbox::pause(store, &state)?;
+    state.status = Status::Paused;
+    store.save(&state)
+}
+
+/// Thaws a paused container.
+pub fn resume(store: &Store, id: &str) -> Result<(), RuntimeError> {
+    let _lock = store.lock(id)?;
+    let mut state = store.load(id)?;
+    if state.observed_status() != Status::Paused {
+        return Err(RuntimeError::InvalidState(format!(
+            "cannot resume container \"{id}\": container not paused"
+        )));
+    }
+    sandbox::resume(store, &state)?;
+    state.status = Status::Running;
+    store.save(&state)
+}
