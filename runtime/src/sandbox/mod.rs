@@ -11,6 +11,7 @@
 //! | [`lifecycle`] | the commands' side: `create` starts the sandbox process; `start`, `kill`, `ps`, `exec` reach the agent through the sandbox's vsock socket; `delete` tears down |
 //! | [`plan`] | what a command hands the process it starts, and the report back |
 //! | [`console_log`] | the bounded guest console log |
+//! | [`timings`] | when the phases of a sandbox's start happen (logged by `husk --debug create`) |
 
 pub mod console_log;
 pub mod exec;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod relay;
+pub mod timings;
 pub mod vm;
 
 pub use lifecycle::{

@@ -2,6 +2,7 @@
 //! (husk-vmm's library, in this process) with virtio-rng, virtio-vsock and virtio-fs.
 
 use super::console_log::BoundedLog;
+use super::timings::{guest_boot_from_ready_line, monotonic_us};
 use super::SandboxError;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::virtio::fs::Fs;
@@ -58,7 +59,12 @@ impl VmPlan {
 #[derive(Debug)]
 pub enum VmEvent {
     /// The agent printed its readiness line.
-    AgentReady,
+    AgentReady {
+        /// When the line ended ([`monotonic_us`]).
+        at: u64,
+        /// Kernel start to readiness on the guest's clock (µs), if the line said.
+        guest_boot: Option<u64>,
+    },
     /// The VM ended, for this reason.
     Ended(String),
 }
@@ -71,6 +77,10 @@ pub struct SandboxVm {
     virtiofsd: Virtiofsd,
     /// The hybrid vsock socket.
     pub vsock: PathBuf,
+    /// When virtiofsd was listening ([`monotonic_us`]).
+    pub virtiofsd_ready: u64,
+    /// When the VM was built and its vCPUs started ([`monotonic_us`]).
+    pub vmm_started: u64,
 }
 
 impl SandboxVm {
@@ -86,6 +96,7 @@ impl SandboxVm {
             start_timeout: plan.virtiofsd_timeout,
             cache: "auto".into(),
         })?;
+        let virtiofsd_ready = monotonic_us();
         let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());
         let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)?;
         let devices: Vec<Box<dyn VirtioDevice>> = vec![
@@ -100,8 +111,11 @@ impl SandboxVm {
         let console = BoundedLog::create(
             &plan.dir.join("console.log"),
             CONSOLE_LOG_MAX,
-            Box::new(move || {
-                let _ = ready.send(VmEvent::AgentReady);
+            Box::new(move |rest| {
+                let _ = ready.send(VmEvent::AgentReady {
+                    at: monotonic_us(),
+                    guest_boot: guest_boot_from_ready_line(rest),
+                });
             }),
         )
         .map_err(|e| SandboxError::Io("create the console log", e))?;
@@ -130,6 +144,8 @@ impl SandboxVm {
             thread: Some(thread),
             virtiofsd,
             vsock,
+            virtiofsd_ready,
+            vmm_started: monotonic_us(),
         })
     }
 
