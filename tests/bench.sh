@@ -80,7 +80,9 @@ if [ ${#run[@]} -eq 0 ]; then
 else
     "${run[0]}" "${env_args[@]}" "${run[@]:1}" sh -c "$script" | tee "$raw"
 fi
-sed '/^--- start-latency.csv ---$/,/^--- end ---$/d' "$raw" | tr -d '\r' >"$out/bench.md"
+# The tables and their titles, without the samples or stray log lines.
+sed '/^--- start-latency.csv ---$/,/^--- end ---$/d' "$raw" | tr -d '\r' |
+    grep -Ev $'^(\e\\[|bench[a-z-]*: run |reboot: )' >"$out/bench.md" || true
 sed -n '/^--- start-latency.csv ---$/,/^--- end ---$/p' "$raw" | sed '1d;$d' | tr -d '\r' \
     >"$out/start-latency.csv"
 rm -f "$raw"

@@ -35,8 +35,8 @@ def main():
             where="post",
             linestyle=styles.get(runtime, ":"),
             color=colours.get(frontend, "tab:gray"),
-            label=f"{'husk CLI' if frontend == 'cli' else 'podman'} "
-            f"{'run' if frontend == 'cli' else 'run --rm'}, {runtime} (n={n})",
+            label=f"{'CLI run' if frontend == 'cli' else 'podman run --rm'}, "
+            f"{runtime} (n={n})",
         )
     ax.set_xscale("log")
     ax.set_xlabel("start to exit of `run … true` (ms, log scale)")

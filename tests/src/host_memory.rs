@@ -13,10 +13,39 @@ fn field_kib(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// PSS of one process, KiB (`None` if it is gone or unreadable).
-pub fn pss_kib(pid: u32) -> Option<u64> {
+/// PSS of one process, and the part of it in shared memory (`Pss_Shmem`: for a VMM,
+/// guest RAM in its memfd), KiB (`None` if it is gone or unreadable).
+pub fn pss_kib(pid: u32) -> Option<Pss> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    field_kib(&text, "Pss")
+    Some(Pss {
+        total: field_kib(&text, "Pss")?,
+        shmem: field_kib(&text, "Pss_Shmem").unwrap_or(0),
+    })
+}
+
+/// Proportional set size, KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pss {
+    /// All of it.
+    pub total: u64,
+    /// The part in shared memory (shmem, memfd).
+    pub shmem: u64,
+}
+
+impl std::ops::Add for Pss {
+    type Output = Pss;
+    fn add(self, other: Pss) -> Pss {
+        Pss {
+            total: self.total + other.total,
+            shmem: self.shmem + other.shmem,
+        }
+    }
+}
+
+impl std::iter::Sum for Pss {
+    fn sum<I: Iterator<Item = Pss>>(iter: I) -> Pss {
+        iter.fold(Pss::default(), |a, b| a + b)
+    }
 }
 
 /// The parent of `pid` (from `/proc/PID/stat`, after the command's parentheses).
@@ -51,8 +80,8 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
-/// PSS of `pid` and its descendants, KiB, and how many processes that was.
-pub fn pss_tree_kib(pid: u32) -> (u64, usize) {
+/// PSS of `pid` and its descendants, and how many processes that was.
+pub fn pss_tree_kib(pid: u32) -> (Pss, usize) {
     let tree = process_tree(pid);
     let total = tree.iter().filter_map(|&p| pss_kib(p)).sum();
     (total, tree.len())
@@ -79,7 +108,7 @@ mod tests {
     #[test]
     fn this_process_has_a_pss_and_a_tree() {
         let me = std::process::id();
-        assert!(pss_kib(me).is_some_and(|k| k > 0));
+        assert!(pss_kib(me).is_some_and(|p| p.total > 0 && p.shmem <= p.total));
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()

@@ -14,7 +14,7 @@ use husk_agent::READY_PREFIX;
 use husk_tests::bundle::{husk_config, spec, Bundle};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
-use husk_tests::host_memory::{mem_available_kib, pss_tree_kib};
+use husk_tests::host_memory::{mem_available_kib, pss_tree_kib, Pss};
 use husk_tests::husk_cli::HuskCli;
 use husk_tests::share_guest::{virtiofsd, BOOT_TIMEOUT, EXIT_TIMEOUT};
 use husk_tests::stats::median;
@@ -63,8 +63,8 @@ impl Bench {
         bundle
     }
 
-    /// One idle husk sandbox: PSS of its process tree (KiB) and process count.
-    fn husk_once(&self, bundle: &Bundle, n: usize) -> anyhow::Result<(u64, usize)> {
+    /// One idle husk sandbox: PSS of its process tree and process count.
+    fn husk_once(&self, bundle: &Bundle, n: usize) -> anyhow::Result<(Pss, usize)> {
         let id = format!("mem-{n}");
         self.husk
             .run_detached(&id, &bundle.dir, &self.dir.join("run.stderr"))
@@ -80,7 +80,7 @@ impl Bench {
 
     /// One idle QEMU microvm with virtiofsd on the same root file system, virtio-rng
     /// and vhost-vsock (husk's device set): PSS of QEMU's and virtiofsd's trees.
-    fn qemu_once(&self, rootfs: &Path, mem_mib: u32, n: usize) -> anyhow::Result<(u64, usize)> {
+    fn qemu_once(&self, rootfs: &Path, mem_mib: u32, n: usize) -> anyhow::Result<(Pss, usize)> {
         let image = GuestImage::from_env();
         let socket = self.dir.join(format!("qemu-fs-{n}.sock"));
         let mut fsd = Command::new(virtiofsd().map_err(anyhow::Error::msg)?)
@@ -146,7 +146,7 @@ impl Bench {
         }
         let start_s = began.elapsed().as_secs_f64();
         std::thread::sleep(self.settle);
-        let pss: u64 = ids
+        let pss: Pss = ids
             .iter()
             .filter_map(|id| self.husk.sandbox_pid(id).ok())
             .map(|pid| pss_tree_kib(pid).0)
@@ -174,8 +174,18 @@ impl Bench {
         println!("| metric | value |\n|---|---:|");
         println!("| time to start all (s) | {start_s:.1} |");
         println!("| per sandbox (s) | {:.2} |", start_s / count as f64);
-        println!("| total PSS of the sandboxes (MiB) | {:.1} |", mib(pss));
-        println!("| PSS per sandbox (MiB) | {:.1} |", mib(pss) / count as f64);
+        println!(
+            "| total PSS of the sandboxes (MiB) | {:.1} |",
+            mib(pss.total)
+        );
+        println!(
+            "| PSS per sandbox (MiB) | {:.1} |",
+            mib(pss.total) / count as f64
+        );
+        println!(
+            "| of which guest RAM, per sandbox (MiB) | {:.1} |",
+            mib(pss.shmem) / count as f64
+        );
         println!("| host MemAvailable drop (MiB) | {:.1} |", mib(drop_kib));
         println!(
             "| MemAvailable drop per sandbox (MiB) | {:.1} |",
@@ -250,11 +260,11 @@ fn main() -> anyhow::Result<()> {
     let rootfs = bundle.dir.join("rootfs");
     let (mut husk, mut qemu, mut procs) = (Vec::new(), Vec::new(), (0, 0));
     for n in 0..cli.runs {
-        let (kib, p) = bench.husk_once(&bundle, n).context("husk sandbox")?;
-        husk.push(mib(kib));
+        let (pss, p) = bench.husk_once(&bundle, n).context("husk sandbox")?;
+        husk.push(pss);
         procs.0 = p;
-        let (kib, p) = bench.qemu_once(&rootfs, cli.mem, n).context("QEMU")?;
-        qemu.push(mib(kib));
+        let (pss, p) = bench.qemu_once(&rootfs, cli.mem, n).context("QEMU")?;
+        qemu.push(pss);
         procs.1 = p;
         eprintln!("bench-memory: run {}/{} done", n + 1, cli.runs);
     }
@@ -263,9 +273,28 @@ fn main() -> anyhow::Result<()> {
          (medians of {} runs; husk: {} processes, QEMU: {})\n",
         cli.mem, cli.settle_ms, cli.runs, procs.0, procs.1
     );
+    let m = |samples: &[Pss], f: fn(&Pss) -> u64| {
+        median(&samples.iter().map(|p| mib(f(p))).collect::<Vec<_>>())
+    };
     husk_tests::ratio_table::print(
         ["husk", "QEMU microvm + virtiofsd", "husk / QEMU"],
-        &[("PSS, VMM + virtiofsd (MiB)", median(&husk), median(&qemu))],
+        &[
+            (
+                "PSS, VMM + virtiofsd (MiB)",
+                m(&husk, |p| p.total),
+                m(&qemu, |p| p.total),
+            ),
+            (
+                "of which guest RAM, Pss_Shmem (MiB)",
+                m(&husk, |p| p.shmem),
+                m(&qemu, |p| p.shmem),
+            ),
+            (
+                "the processes' own, PSS - Pss_Shmem (MiB)",
+                m(&husk, |p| p.total - p.shmem),
+                m(&qemu, |p| p.total - p.shmem),
+            ),
+        ],
     );
     if cli.density > 0 {
         bench.density(cli.density, cli.density_mem)?;
