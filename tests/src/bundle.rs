@@ -66,16 +66,22 @@ pub fn spec(args: &[&str], terminal: bool) -> serde_json::Value {
     })
 }
 
-/// Writes a husk configuration file for the guest image under test at `path`, and
-/// returns it (pass it as `HUSK_CONFIG`).
+/// Writes a husk configuration file for the guest image under test (its bzImage) at
+/// `path`, and returns it (pass it as `HUSK_CONFIG`).
 pub fn husk_config(path: &Path) -> PathBuf {
+    husk_config_with_kernel(path, &GuestImage::from_env().kernel)
+}
+
+/// [`husk_config`] with another kernel of the guest image (its ELF `vmlinux`, the
+/// installed default, for instance).
+pub fn husk_config_with_kernel(path: &Path, kernel: &Path) -> PathBuf {
     let image = GuestImage::from_env();
     let virtiofsd = std::env::var("HUSK_VIRTIOFSD")
         .expect("HUSK_VIRTIOFSD is not set: run through tests/run.sh");
     let text = format!(
         "kernel = {:?}\ninitramfs = {:?}\nvirtiofsd = {:?}\nvcpus = 1\nmemory_mib = 256\n\
          boot_timeout_secs = 120\n",
-        image.kernel.display().to_string(),
+        kernel.display().to_string(),
         image.initrd.display().to_string(),
         virtiofsd
     );

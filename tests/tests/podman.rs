@@ -2,88 +2,20 @@
 //! from Debian's busybox-static (`podman import`). Needs hardware KVM: ignored by a
 //! plain `cargo test`, run in the testbed by `tests/run.sh`.
 //!
-//! podman runs with its own storage (vfs: the test host's /var is an overlay, and
-//! overlay-on-overlay is not allowed), cgroupfs and file events (the test host has no
-//! systemd), and husk as `--runtime` through a wrapper that points it at the guest
-//! image under test. Most tests run with `--network=none`; the network tests use
-//! podman's default bridge network (CNI on Debian's podman 4.3).
+//! The world (storage, options, the husk wrapper) is `husk_tests::podman`. Most tests
+//! run with `--network=none`; the network tests use podman's default bridge network
+//! (CNI on Debian's podman 4.3).
 
-use husk_tests::bundle::husk_config;
-use husk_tests::busybox_image::rootfs_tar;
-use husk_tests::guest_image::workspace_bin;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use husk_tests::podman::{text, Podman, IMAGE};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-const IMAGE: &str = "localhost/husk-busybox";
-
 /// podman's scratch world, shared by the tests (one image import).
-struct Podman {
-    dir: PathBuf,
-    runtime: PathBuf,
-}
-
 fn podman() -> &'static Podman {
     static WORLD: OnceLock<Podman> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("husk-podman-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = husk_config(&dir.join("husk.toml"));
-        let runtime = dir.join("husk");
-        std::fs::write(
-            &runtime,
-            format!(
-                "#!/bin/sh\nHUSK_CONFIG={} exec {} \"$@\"\n",
-                config.display(),
-                workspace_bin("husk").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let world = Podman { dir, runtime };
-        let tar = rootfs_tar(&world.dir);
-        let out = world.run(&["import", tar.to_str().unwrap(), IMAGE]);
-        assert!(out.status.success(), "import: {}", text(&out.stderr));
-        world
+        Podman::new(&std::env::temp_dir().join(format!("husk-podman-{}", std::process::id())))
     })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-impl Podman {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--storage-driver=vfs")
-            .arg(format!("--root={}", self.dir.join("storage").display()))
-            .arg(format!("--runroot={}", self.dir.join("runroot").display()))
-            .arg("--cgroup-manager=cgroupfs")
-            .arg("--events-backend=file")
-            .arg(format!("--runtime={}", self.runtime.display()));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}: {}",
-            out.status,
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
 }
 
 /// No sandbox process or virtiofsd of husk's is left.

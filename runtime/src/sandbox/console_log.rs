@@ -1,14 +1,18 @@
 //! The guest console's log: the guest controls what it prints, so the file is
 //! bounded; past the bound one line says so and the rest is dropped. The log also
-//! watches for the agent's readiness line.
+//! watches for the agent's readiness line and hands on the rest of that line (bounded).
 
 use husk_agent::READY_PREFIX;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// Called once, when the console shows the agent's readiness line.
-pub type OnReady = Box<dyn FnOnce() + Send>;
+/// Called once, when the console shows the agent's readiness line, with the rest of
+/// that line (guest text, at most [`READY_REST_MAX`] bytes, lossily decoded).
+pub type OnReady = Box<dyn FnOnce(&str) + Send>;
+
+/// Most bytes of the readiness line kept after its prefix.
+pub const READY_REST_MAX: usize = 160;
 
 /// A writer that keeps the first `max` bytes, and calls `ready` once the console
 /// shows the agent's readiness line.
@@ -19,6 +23,8 @@ pub struct BoundedLog {
     /// The last bytes seen, as long as the readiness prefix (the UART writes a byte
     /// at a time).
     window: Vec<u8>,
+    /// The rest of the readiness line, once its prefix was seen.
+    rest: Option<Vec<u8>>,
     ready: Option<OnReady>,
 }
 
@@ -39,6 +45,7 @@ impl BoundedLog {
             left: max,
             noted: false,
             window: Vec::with_capacity(READY_PREFIX.len()),
+            rest: None,
             ready: Some(ready),
         })
     }
@@ -48,15 +55,23 @@ impl BoundedLog {
             return;
         }
         for &b in buf {
+            if let Some(rest) = &mut self.rest {
+                if b == b'\n' || rest.len() >= READY_REST_MAX {
+                    let rest = String::from_utf8_lossy(rest).into_owned();
+                    if let Some(ready) = self.ready.take() {
+                        ready(&rest);
+                    }
+                    return;
+                }
+                rest.push(b);
+                continue;
+            }
             if self.window.len() == READY_PREFIX.len() {
                 self.window.remove(0);
             }
             self.window.push(b);
             if self.window == READY_PREFIX.as_bytes() {
-                if let Some(ready) = self.ready.take() {
-                    ready();
-                }
-                return;
+                self.rest = Some(Vec::with_capacity(READY_REST_MAX));
             }
         }
     }
@@ -92,7 +107,7 @@ mod tests {
     #[test]
     fn output_past_the_bound_is_dropped_with_one_note() {
         let path = std::env::temp_dir().join(format!("husk-console-{}", std::process::id()));
-        let mut log = BoundedLog::create(&path, 10, Box::new(|| {})).unwrap();
+        let mut log = BoundedLog::create(&path, 10, Box::new(|_| {})).unwrap();
         assert_eq!(log.write(b"0123456").unwrap(), 7);
         assert_eq!(log.write(b"789abc").unwrap(), 6);
         assert_eq!(log.write(b"more").unwrap(), 4);
@@ -109,14 +124,36 @@ mod tests {
     fn the_readiness_line_is_seen_byte_by_byte() {
         let path = std::env::temp_dir().join(format!("husk-console-r-{}", std::process::id()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut log =
-            BoundedLog::create(&path, 1 << 20, Box::new(move || tx.send(()).unwrap())).unwrap();
+        let mut log = BoundedLog::create(
+            &path,
+            1 << 20,
+            Box::new(move |rest| tx.send(rest.to_owned()).unwrap()),
+        )
+        .unwrap();
         for b in b"boot...\nhusk-agent: read" {
             log.write_all(&[*b]).unwrap();
         }
         assert!(rx.try_recv().is_err());
-        log.write_all(b"y (version 1)\n").unwrap();
-        assert!(rx.try_recv().is_ok());
+        log.write_all(b"y (version 1").unwrap();
+        assert!(rx.try_recv().is_err(), "not before the line ends");
+        log.write_all(b")\nmore\n").unwrap();
+        assert_eq!(rx.try_recv().unwrap(), " (version 1)");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn an_endless_readiness_line_is_cut_at_its_bound() {
+        let path = std::env::temp_dir().join(format!("husk-console-e-{}", std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut log = BoundedLog::create(
+            &path,
+            1 << 20,
+            Box::new(move |rest| tx.send(rest.len()).unwrap()),
+        )
+        .unwrap();
+        log.write_all(READY_PREFIX.as_bytes()).unwrap();
+        log.write_all(&[b'x'; 4096]).unwrap();
+        assert_eq!(rx.try_recv().unwrap(), READY_REST_MAX);
         let _ = std::fs::remove_file(path);
     }
 }

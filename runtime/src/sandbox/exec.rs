@@ -95,7 +95,10 @@ pub fn run(plan: &ExecPlan, reporter: &mut Reporter) -> Result<i32, SandboxError
         Stdio::Inherited
     };
     let (relay, pty) = attach(&process, timeouts, stdio)?;
-    if !reporter.send(&Report::Up { guest_pid }) {
+    if !reporter.send(&Report::Up {
+        guest_pid,
+        timings: None,
+    }) {
         // `exec` is gone: nobody waits for this process; end it.
         let _ = agent.signal(&plan.container_id, Some(&plan.exec_id), 9);
         return Err(SandboxError::DiedEarly);

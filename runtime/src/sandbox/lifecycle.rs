@@ -3,6 +3,7 @@
 
 use super::exec::{self as exec_relay, ExecPlan, EXEC_PLAN_ENV};
 use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
+use super::timings::{monotonic_us, StartTimings, START_LINE};
 use super::vm::VmPlan;
 use super::SandboxError;
 use crate::agent::{AgentClient, Timeouts};
@@ -153,9 +154,9 @@ fn await_report(
     mut child: Child,
     report: OwnedFd,
     timeout: Duration,
-) -> Result<Child, RuntimeError> {
+) -> Result<(Child, Option<StartTimings>), RuntimeError> {
     let failure = match read_report(report, timeout) {
-        Ok(Report::Up { .. }) => return Ok(child),
+        Ok(Report::Up { timings, .. }) => return Ok((child, timings)),
         Ok(Report::Failed(msg)) => RuntimeError::Sandbox(msg),
         Err(e) => sandbox_err(e),
     };
@@ -172,6 +173,7 @@ pub fn create(
     spec: &oci_spec::runtime::Spec,
     opts: &CreateOptions,
 ) -> Result<(), RuntimeError> {
+    let began = monotonic_us();
     let dir = store.dir(&state.id);
     let spec = serde_json::to_value(spec)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
@@ -209,7 +211,10 @@ pub fn create(
     // Boot, then the container's creation and its three stdio streams.
     let wait =
         config.boot_timeout + config.virtiofsd_timeout + config.request_timeout * 4 + REPORT_SLACK;
-    let child = await_report(child, report, wait)?;
+    let (child, timings) = await_report(child, report, wait)?;
+    if let Some(timings) = timings {
+        tracing::debug!("{}", timings.describe(began));
+    }
     let pid = child.id();
     state.pid = Some(pid as i32);
     state.pid_start_time = match process_start_time(pid as i32) {
@@ -226,10 +231,17 @@ pub fn create(
 
 /// Lets the container's process run.
 pub fn start(store: &Store, state: &mut ContainerState) -> Result<(), RuntimeError> {
+    let began = monotonic_us();
     agent(store, state)?
         .start_container(&state.id)
-        .map(|_| ())
-        .map_err(|e| RuntimeError::Sandbox(format!("start: {}", error_chain(&e))))
+        .map_err(|e| RuntimeError::Sandbox(format!("start: {}", error_chain(&e))))?;
+    let now = monotonic_us();
+    tracing::debug!(
+        "{START_LINE} in {:.1} ms (monotonic_ms={:.3})",
+        now.saturating_sub(began) as f64 / 1000.0,
+        now as f64 / 1000.0
+    );
+    Ok(())
 }
 
 /// Sends `signal` to the container's process. `all` is accepted: the agent signals
@@ -312,7 +324,7 @@ fn spawn_exec_relay(
         opts.preserve_fds,
         opts.stdio.as_ref(),
     )?;
-    let child = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
+    let (child, _) = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
     let pid = child.id();
     std::mem::forget(child);
     Ok(pid)

@@ -12,6 +12,7 @@
 //! | [`control`] | the container's cgroup in the guest: `pause`, `resume`, `update`, `stats`, OOM events |
 //! | [`plan`] | what a command hands the process it starts, and the report back |
 //! | [`console_log`] | the bounded guest console log |
+//! | [`timings`] | when the phases of a sandbox's start happen (logged by `husk --debug create`) |
 
 pub mod console_log;
 pub mod control;
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod relay;
+pub mod timings;
 pub mod vm;
 
 pub use control::{final_oom_kills, pause, resume, stats, update, watch_oom};

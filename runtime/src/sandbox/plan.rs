@@ -1,6 +1,7 @@
 //! What a runtime command hands the process it starts (the sandbox process, or the
 //! relay of a detached exec), and how that process reports back that it is up.
 
+use super::timings::StartTimings;
 use super::vm::VmPlan;
 use super::SandboxError;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub enum Report {
     Up {
         /// Its PID in the guest.
         guest_pid: u32,
+        /// When the phases of a sandbox's start happened (absent for an exec).
+        #[serde(default)]
+        timings: Option<StartTimings>,
     },
     /// It failed; the message names the problem.
     Failed(String),

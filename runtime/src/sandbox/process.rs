@@ -10,6 +10,7 @@
 
 use super::plan::{Report, Reporter, SandboxPlan};
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
+use super::timings::{monotonic_us, StartTimings};
 use super::vm::{SandboxVm, VmEvent, GUEST_ROOTFS};
 use super::SandboxError;
 use crate::agent::Timeouts;
@@ -45,6 +46,7 @@ enum Event {
 /// Runs the sandbox process for the container whose plan is `DIR/sandbox.json`;
 /// gives back the status to exit with. Never returns early without reporting.
 pub fn run(dir: &Path) -> i32 {
+    let sandbox_started = monotonic_us();
     let mut reporter = Reporter::from_env();
     let plan: SandboxPlan = match std::fs::read(dir.join("sandbox.json"))
         .map_err(|e| e.to_string())
@@ -58,7 +60,7 @@ pub fn run(dir: &Path) -> i32 {
             return 1;
         }
     };
-    match Sandbox::start(&plan, &mut reporter) {
+    match Sandbox::start(&plan, &mut reporter, sandbox_started) {
         Ok(sandbox) => sandbox.wait(),
         Err(e) => {
             let msg = husk_agent::server::log::error_chain(&e);
@@ -76,7 +78,11 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    fn start(plan: &SandboxPlan, reporter: &mut Reporter) -> Result<Sandbox, SandboxError> {
+    fn start(
+        plan: &SandboxPlan,
+        reporter: &mut Reporter,
+        sandbox_started: u64,
+    ) -> Result<Sandbox, SandboxError> {
         // Its own session: the engine's signals to `create`'s process group do not
         // reach it, and a terminal can become its controlling terminal.
         let _ = nix::unistd::setsid();
@@ -99,23 +105,24 @@ impl Sandbox {
         });
         let vm_plan = &plan.vm;
         let mut vm = SandboxVm::boot(vm_plan, vm_events)?;
-        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Event::Vm(VmEvent::AgentReady)) => {}
-            Ok(Event::Vm(VmEvent::Ended(why))) => {
-                return Err(SandboxError::Vm(format!(
-                    "the VM ended while booting: {}; see {}",
-                    vm.explain(&why),
-                    vm_plan.dir.join("console.log").display()
-                )))
-            }
-            _ => {
-                return Err(SandboxError::Vm(format!(
-                    "the guest did not boot within {:?}; see {}",
-                    plan.boot_timeout,
-                    vm_plan.dir.join("console.log").display()
-                )))
-            }
-        }
+        let (agent_ready, guest_boot) =
+            match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Vm(VmEvent::AgentReady { at, guest_boot })) => (at, guest_boot),
+                Ok(Event::Vm(VmEvent::Ended(why))) => {
+                    return Err(SandboxError::Vm(format!(
+                        "the VM ended while booting: {}; see {}",
+                        vm.explain(&why),
+                        vm_plan.dir.join("console.log").display()
+                    )))
+                }
+                _ => {
+                    return Err(SandboxError::Vm(format!(
+                        "the guest did not boot within {:?}; see {}",
+                        plan.boot_timeout,
+                        vm_plan.dir.join("console.log").display()
+                    )))
+                }
+            };
         let timeouts = Timeouts {
             connect: plan.request_timeout,
             request: plan.request_timeout,
@@ -155,7 +162,18 @@ impl Sandbox {
             Stdio::Inherited
         };
         let (relay, pty) = attach(&process, timeouts, stdio)?;
-        if !reporter.send(&Report::Up { guest_pid }) {
+        let timings = StartTimings {
+            sandbox_started,
+            virtiofsd_ready: vm.virtiofsd_ready,
+            vmm_started: vm.vmm_started,
+            agent_ready,
+            guest_boot,
+            container_created: monotonic_us(),
+        };
+        if !reporter.send(&Report::Up {
+            guest_pid,
+            timings: Some(timings),
+        }) {
             // `create` is gone (killed, or timed out): nobody owns this sandbox.
             return Err(SandboxError::DiedEarly);
         }
@@ -199,7 +217,7 @@ impl Sandbox {
                     tracing::error!("the VM ended before the container: {why}");
                     break None;
                 }
-                Ok(Event::Vm(VmEvent::AgentReady)) => {}
+                Ok(Event::Vm(VmEvent::AgentReady { .. })) => {}
                 Err(_) => break None,
             }
         };

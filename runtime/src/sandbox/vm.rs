@@ -2,6 +2,7 @@
 //! (husk-vmm's library, in this process) with virtio-rng, virtio-vsock and virtio-fs.
 
 use super::console_log::BoundedLog;
+use super::timings::{guest_boot_from_ready_line, monotonic_us};
 use super::SandboxError;
 use crate::network::{self, NetworkMode};
 use husk_agent::protocol::network::NetworkConfig;
@@ -24,8 +25,14 @@ const GUEST_CID: u64 = 3;
 pub const ROOTFS_TAG: &str = "rootfs";
 /// Where the agent mounts it in the guest.
 pub const GUEST_ROOTFS: &str = "/run/husk/shares/rootfs";
-/// The kernel command line of sandbox guests.
-const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=rootfs";
+/// The kernel command line of sandbox guests. Past the essentials (console, reset on
+/// reboot and panic, the root file system's share), words that shorten the boot
+/// (docs/benchmarks.md, "First performance pass"): probe one UART, the only one the
+/// VMM has, not four; skip the IO-APIC timer check, which waits for timer ticks (the
+/// VMM's in-kernel irqchip and PIT are known to work); expedited RCU grace periods,
+/// which the boot waits for several times.
+const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=rootfs \
+                       8250.nr_uarts=1 no_timer_check rcupdate.rcu_expedited=1";
 /// Most bytes of guest console kept in `console.log`.
 const CONSOLE_LOG_MAX: u64 = 1 << 20;
 
@@ -68,7 +75,12 @@ impl VmPlan {
 #[derive(Debug)]
 pub enum VmEvent {
     /// The agent printed its readiness line.
-    AgentReady,
+    AgentReady {
+        /// When the line ended ([`monotonic_us`]).
+        at: u64,
+        /// Kernel start to readiness on the guest's clock (µs), if the line said.
+        guest_boot: Option<u64>,
+    },
     /// The VM ended, for this reason.
     Ended(String),
 }
@@ -84,6 +96,10 @@ pub struct SandboxVm {
     /// What the agent must configure, when the container has a network.
     pub network: Option<NetworkConfig>,
     dir: PathBuf,
+    /// When virtiofsd was listening ([`monotonic_us`]).
+    pub virtiofsd_ready: u64,
+    /// When the VM was built and its vCPUs started ([`monotonic_us`]).
+    pub vmm_started: u64,
 }
 
 impl SandboxVm {
@@ -125,6 +141,7 @@ impl SandboxVm {
             start_timeout: plan.virtiofsd_timeout,
             cache: "auto".into(),
         })?;
+        let virtiofsd_ready = monotonic_us();
         let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());
         let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)?;
         let devices: Vec<Box<dyn VirtioDevice>> = vec![
@@ -143,8 +160,11 @@ impl SandboxVm {
         let console = BoundedLog::create(
             &plan.dir.join("console.log"),
             CONSOLE_LOG_MAX,
-            Box::new(move || {
-                let _ = ready.send(VmEvent::AgentReady);
+            Box::new(move |rest| {
+                let _ = ready.send(VmEvent::AgentReady {
+                    at: monotonic_us(),
+                    guest_boot: guest_boot_from_ready_line(rest),
+                });
             }),
         )
         .map_err(|e| SandboxError::Io("create the console log", e))?;
@@ -176,6 +196,8 @@ impl SandboxVm {
             vsock,
             network: network_config,
             dir: plan.dir.clone(),
+            virtiofsd_ready,
+            vmm_started: monotonic_us(),
         })
     }
 

@@ -10,6 +10,7 @@ use clap::Parser;
 use husk_agent::READY_PREFIX;
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
+use husk_tests::stats::median;
 use husk_tests::vm_command::{husk_vmm, qemu_microvm, Boot};
 use std::process::Command;
 use std::time::Duration;
@@ -87,18 +88,8 @@ fn boot_once(cmd: Command) -> anyhow::Result<Sample> {
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 fn summary(samples: &[Sample]) -> [f64; 4] {
-    let pick = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    let pick = |f: fn(&Sample) -> f64| median(&samples.iter().map(f).collect::<Vec<_>>());
     [
         pick(|s| s.ready_ms),
         pick(|s| s.guest_ms),
