@@ -71,6 +71,29 @@ fn detached_exec_stop_and_rm() {
 
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn pause_and_unpause() {
+    let p = podman();
+    p.ok(&[
+        "run",
+        "-d",
+        "--name=p1",
+        "--network=none",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    p.ok(&["pause", "p1"]);
+    let state = p.ok(&["inspect", "--format={{.State.Status}}", "p1"]);
+    assert_eq!(state.trim(), "paused");
+    p.ok(&["unpause", "p1"]);
+    let state = p.ok(&["inspect", "--format={{.State.Status}}", "p1"]);
+    assert_eq!(state.trim(), "running");
+    p.ok(&["rm", "--force", "--time=0", "p1"]);
+    assert_nothing_left();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn run_it_works_under_a_pty() {
     let p = podman();
     let podman_line = format!(

@@ -8,11 +8,14 @@
 //! - [`relay`]: copying a stream between its pipe and a connection.
 //! - [`stats`]: usage from `/proc`.
 //! - [`cgroup`]: a cgroup v2 per container: limits, freezing, figures, OOM kills.
+//! - `control`: the container requests on the cgroup: pause, resume, update, OOM
+//!   events.
 //!
 //! What is applied and what is not is listed in `docs/protocol.md`.
 
 pub mod cgroup;
 pub mod child;
+mod control;
 pub mod reaper;
 pub mod relay;
 pub mod spawn;
@@ -33,19 +36,15 @@ use spawn::{Held, Where};
 use spec::Launch;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use stdio::{Attached, Streams};
 
 /// The longest container or exec ID accepted.
 const MAX_ID_LEN: usize = 256;
-/// How long `pause` and `resume` wait for `cgroup.events` to agree.
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `oom_event` wait.
 pub const MAX_OOM_WAIT: Duration = Duration::from_secs(60);
-/// How often `oom_event` reads the containers' `memory.events`.
-const OOM_POLL: Duration = Duration::from_millis(100);
 
 /// The containers of this agent, by ID.
 #[derive(Debug)]
@@ -310,79 +309,6 @@ impl Containers {
         Ok(())
     }
 
-    /// Freezes (`pause`) or thaws a container's cgroup and waits until the kernel
-    /// says it is done.
-    pub fn pause(&self, id: &str, pause: bool) -> Result<(), AgentError> {
-        let container = self.container(id)?;
-        let cgroup = container.cgroup.as_ref().ok_or_else(|| no_cgroup(id))?;
-        let mut paused = lock(&container.paused);
-        if *paused == pause {
-            let state = if pause { "paused" } else { "not paused" };
-            return Err(AgentError::new(
-                ErrorCode::FailedPrecondition,
-                format!("container {id:?} is {state}"),
-            ));
-        }
-        if pause && self.reaper.status(container.init.pid).is_some() {
-            return Err(AgentError::new(
-                ErrorCode::FailedPrecondition,
-                format!("container {id:?} is not running"),
-            ));
-        }
-        if let Err(e) = cgroup.freeze(pause, FREEZE_TIMEOUT) {
-            if pause {
-                // Not frozen in time: do not leave it half frozen.
-                let _ = cgroup.thaw_now();
-            }
-            return Err(e);
-        }
-        *paused = pause;
-        Ok(())
-    }
-
-    /// Changes a container's cgroup limits; fields husk does not apply are refused.
-    pub fn update(&self, id: &str, resources: &serde_json::Value) -> Result<(), AgentError> {
-        let container = self.container(id)?;
-        let cgroup = container.cgroup.as_ref().ok_or_else(|| no_cgroup(id))?;
-        let plan = cgroup::resources::plan(resources)?;
-        cgroup.apply(&plan, true)
-    }
-
-    /// Waits up to `wait` for a container whose cgroup's `oom_kill` count rose
-    /// since it was last reported; each rise is reported once, to one waiter.
-    ///
-    /// The counts are read every [`OOM_POLL`]: one small read per container, and
-    /// no thread or inotify descriptor to keep when nobody waits.
-    pub fn oom_event(&self, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let containers: Vec<(String, Arc<Container>)> = lock(&self.table)
-                .iter()
-                .map(|(id, c)| (id.clone(), c.clone()))
-                .collect();
-            for (id, container) in containers {
-                let Some(cgroup) = &container.cgroup else {
-                    continue;
-                };
-                let kills = cgroup.oom_kills();
-                let seen = container.oom_reported.load(Ordering::SeqCst);
-                if kills > seen
-                    && container
-                        .oom_reported
-                        .compare_exchange(seen, kills, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                {
-                    return Some(id);
-                }
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            std::thread::sleep(OOM_POLL.min(deadline - now));
-        }
-    }
-
     /// Waits until a process of a container has exited.
     pub fn wait(&self, id: &str, exec_id: Option<&str>) -> Result<ExitStatus, AgentError> {
         let process = self.process(id, exec_id)?;
@@ -582,13 +508,6 @@ fn is_paused(id: &str) -> AgentError {
     AgentError::new(
         ErrorCode::FailedPrecondition,
         format!("container {id:?} is paused"),
-    )
-}
-
-fn no_cgroup(id: &str) -> AgentError {
-    AgentError::new(
-        ErrorCode::Unsupported,
-        format!("container {id:?} has no cgroup (the agent runs without cgroups)"),
     )
 }
 
