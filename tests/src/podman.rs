@@ -74,28 +74,7 @@ impl Podman {
 
     /// The image: busybox and its applets, nothing else.
     fn import_busybox(&self) {
-        let rootfs = self.dir.join("image");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        for d in ["proc", "dev", "sys", "tmp", "etc", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        // Relative links: `busybox --install -s` would point them at this host's
-        // /usr/bin/busybox, which the image does not have.
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in text(&list.stdout).lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        let tar = self.dir.join("image.tar");
-        let status = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let tar = crate::busybox_image::rootfs_tar(&self.dir);
         let out = self.run(&[OsStr::new("import"), tar.as_os_str(), OsStr::new(IMAGE)]);
         assert!(out.status.success(), "import: {}", text(&out.stderr));
     }

@@ -229,6 +229,18 @@ impl EngineNetwork {
         format!("/run/netns/{}", self.ns)
     }
 
+    /// Nothing of husk's is left in the namespace: no tap, no ingress qdisc.
+    fn assert_clean(&self) {
+        let links = Command::new("ip")
+            .args(["-n", &self.ns, "-o", "link"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        assert!(!links.contains("husk_tap0"), "{links}");
+        let qdiscs = self.tc(&["qdisc", "show", "dev", "eth0"]);
+        assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+    }
+
     fn tc(&self, args: &[&str]) -> String {
         let out = Command::new("tc")
             .arg("-n")
@@ -323,14 +335,7 @@ fn a_container_gets_its_namespace_network_and_leaves_nothing() {
     assert!(out.contains("hello-from-the-host"), "{out}");
     assert!(out.contains("LOOPBACK,UP"), "{out}");
     // Nothing of husk's is left in the engine's namespace.
-    let links = Command::new("ip")
-        .args(["-n", &net.ns, "-o", "link"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains("husk_tap0"), "{links}");
-    let qdiscs = net.tc(&["qdisc", "show", "dev", "eth0"]);
-    assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+    net.assert_clean();
 }
 
 #[test]
@@ -389,12 +394,5 @@ fn delete_after_a_killed_sandbox_leaves_the_namespace_clean() {
         "delete: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let links = Command::new("ip")
-        .args(["-n", &net.ns, "-o", "link"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains("husk_tap0"), "{links}");
-    let qdiscs = net.tc(&["qdisc", "show", "dev", "eth0"]);
-    assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+    net.assert_clean();
 }
