@@ -5,6 +5,7 @@
 //! virtio-net device the veth's), renamed to the veth's name, given its MTU and
 //! addresses, brought up; then the routes are added in order.
 
+use crate::netlink::link::parse_mac;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::protocol::network::{IpNet, NetworkConfig};
 use crate::protocol::{AgentError, ErrorCode};
@@ -28,16 +29,6 @@ pub fn loopback_up() -> Result<(), NetlinkError> {
 
 fn invalid(message: String) -> AgentError {
     AgentError::new(ErrorCode::InvalidArgument, message)
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut out {
-        let part = parts.next().filter(|p| p.len() == 2)?;
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 fn valid_name(name: &str) -> bool {

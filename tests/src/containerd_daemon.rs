@@ -163,6 +163,17 @@ impl Containerd {
         self.ok(&["container", "rm", id]);
     }
 
+    /// Asserts that `out` (of a ctr command) succeeded; says why not, with the log.
+    pub fn assert_success(&self, out: &Output) {
+        assert!(
+            out.status.success(),
+            "{}: {}\n{}",
+            out.status,
+            text(&out.stderr),
+            self.log_tail()
+        );
+    }
+
     /// The end of containerd's log (with the shim's lines), for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();

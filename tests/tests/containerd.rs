@@ -37,13 +37,7 @@ fn containerd() -> &'static Containerd {
 fn ctr_run_rm_prints_hi() {
     let c = containerd();
     let out = c.run_task("hi", &["echo", "hi"]);
-    assert!(
-        out.status.success(),
-        "{}: {}\n{}",
-        out.status,
-        text(&out.stderr),
-        c.log_tail()
-    );
+    c.assert_success(&out);
     assert_eq!(text(&out.stdout), "hi\n");
     c.assert_nothing_left();
 }
@@ -131,13 +125,7 @@ fn stdin_reaches_the_task_and_its_end_too() {
         });
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}\n{}",
-        out.status,
-        text(&out.stderr),
-        c.log_tail()
-    );
+    c.assert_success(&out);
     assert_eq!(text(&out.stdout), "hello through the fifo\n");
     c.assert_nothing_left();
 }

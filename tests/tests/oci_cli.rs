@@ -85,6 +85,23 @@ impl World {
         )
     }
 
+    /// `create_ok` of `bundle` as `id` with a pid file; gives back the pid in it.
+    fn create_with_pid(&self, bundle: &Bundle, id: &str) -> i32 {
+        let pid_file = self.dir.join("pid");
+        self.create_ok(&[
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ]);
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     fn create_ok(&self, args: &[&str]) {
         let (ok, err) = self.create(args);
         assert!(ok, "husk create {args:?}: {err}");
@@ -217,19 +234,7 @@ fn lifecycle_output_exit_code_and_clean_delete() {
 fn kill_exec_and_force_delete() {
     let world = World::new("kill");
     let bundle = world.bundle("b", &["sleep", "1000"], false);
-    let pid_file = world.dir.join("pid");
-    world.create_ok(&[
-        "--bundle",
-        bundle.dir.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "k1",
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = world.create_with_pid(&bundle, "k1");
     world.ok(&["start", "k1"]);
 
     // exec: output and exit status come back.
@@ -259,18 +264,7 @@ fn kill_exec_and_force_delete() {
 
     // --force on a running one; and after kill -9 of the sandbox process itself.
     for (id, brutal) in [("k2", false), ("k3", true)] {
-        world.create_ok(&[
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-        ]);
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = world.create_with_pid(&bundle, id);
         world.ok(&["start", id]);
         if brutal {
             nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -460,19 +454,7 @@ fn cgroup_pause_resume_update_and_stats() {
         ],
         false,
     );
-    let pid_file = world.dir.join("pid");
-    world.create_ok(&[
-        "--bundle",
-        bundle.dir.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "p1",
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = world.create_with_pid(&bundle, "p1");
     let err = world.fails(&["pause", "p1"]);
     assert!(err.contains("not started"), "{err}");
     world.ok(&["start", "p1"]);
@@ -572,19 +554,7 @@ fn cgroup_an_oom_kill_is_an_event_and_ends_the_container() {
     let mut config = spec(&hog, false);
     config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 32 << 20}});
     bundle.write_config(&config);
-    let pid_file = world.dir.join("pid");
-    world.create_ok(&[
-        "--bundle",
-        bundle.dir.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "o1",
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = world.create_with_pid(&bundle, "o1");
     assert_eq!(stats(&world, "o1")["memory"]["usage"]["limit"], 32 << 20);
     // The stream runs until the container stops.
     let events = world
