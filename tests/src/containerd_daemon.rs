@@ -277,31 +277,80 @@ impl Containerd {
     /// What husk left: sandbox processes, exec relays, virtiofsd, shims, mounts of
     /// containerd's bundles, entries of the shim's store. Empty when all is clean.
     pub fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = text(&cmdline).replace('\0', " ");
-            if ["__sandbox", "__exec", SHIM]
-                .iter()
-                .any(|w| cmdline.contains(w))
-            {
-                left.push(format!("process: {cmdline}"));
-            }
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim() == "virtiofsd" {
-                left.push("process: virtiofsd".into());
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let state = self.dir.join("state").display().to_string();
-        for line in mounts.lines().filter(|l| l.contains(&state)) {
-            left.push(format!("mount: {line}"));
-        }
-        let store = self.dir.join("husk-shim").join(NAMESPACE);
-        for entry in std::fs::read_dir(&store).into_iter().flatten().flatten() {
-            left.push(format!("state: {}", entry.path().display()));
-        }
+        let mut left: Vec<String> = husk_processes()
+            .into_iter()
+            .map(|(_, what)| format!("process: {what}"))
+            .collect();
+        left.extend(self.bundle_mounts().map(|m| format!("mount: {m}")));
+        left.extend(
+            self.store_entries()
+                .map(|e| format!("state: {}", e.display())),
+        );
         left
+    }
+
+    /// The mount points under containerd's state directory (its bundles' rootfs).
+    fn bundle_mounts(&self) -> impl Iterator<Item = String> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let state = self.dir.join("state").display().to_string();
+        mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+            .filter(|point| point.starts_with(&state))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The task directories in the shim's store.
+    fn store_entries(&self) -> impl Iterator<Item = PathBuf> {
+        let store = self.dir.join("husk-shim").join(NAMESPACE);
+        std::fs::read_dir(store)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+    }
+
+    /// After a failed test: prints the logs of the sandboxes it left (the guest's
+    /// console and the sandbox process's log), then removes everything it left, so
+    /// that the tests after it start clean and fail only for their own reasons.
+    pub fn scrub(&self) {
+        for dir in self.store_entries() {
+            for log in ["sandbox.log", "console.log"] {
+                let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(40);
+                eprintln!(
+                    "--- {} (end) ---\n{}",
+                    dir.join(log).display(),
+                    lines[from..].join("\n")
+                );
+            }
+        }
+        let ids = |what: &str| -> Vec<String> {
+            let out = self.run(&[what, "ls", "-q"]);
+            text(&out.stdout).lines().map(str::to_owned).collect()
+        };
+        for id in ids("task") {
+            let _ = self.run(&["task", "kill", "--signal", "SIGKILL", &id]);
+            let _ = self.run(&["task", "rm", "--force", &id]);
+        }
+        for id in ids("container") {
+            let _ = self.run(&["container", "rm", &id]);
+        }
+        for (pid, what) in husk_processes() {
+            eprintln!("scrub: SIGKILL {pid} ({what})");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for point in self.bundle_mounts() {
+            let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for dir in self.store_entries() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Waits (bounded) until nothing of husk's is left.
@@ -320,6 +369,48 @@ impl Containerd {
             );
             last = left;
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Processes of husk's: sandbox processes, exec relays, shims, virtiofsd; with
+/// their command lines.
+fn husk_processes() -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = text(&cmdline).replace('\0', " ");
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if ["__sandbox", "__exec", SHIM]
+            .iter()
+            .any(|w| cmdline.contains(w))
+            || comm.trim() == "virtiofsd"
+        {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Scrubs the daemon's world when dropped during a panic (a failed test): see
+/// [`Containerd::scrub`].
+#[derive(Debug)]
+pub struct ScrubOnFailure<'a>(pub &'a Containerd);
+
+impl std::ops::Deref for ScrubOnFailure<'_> {
+    type Target = Containerd;
+    fn deref(&self) -> &Containerd {
+        self.0
+    }
+}
+
+impl Drop for ScrubOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.scrub();
         }
     }
 }

@@ -6,7 +6,7 @@
 //! test`, run in the testbed by `tests/run.sh`.
 
 use husk_tests::containerd_daemon::{
-    shim_pid, text, Containerd, IMAGE, NAMESPACE, RUNTIME, SETTLE,
+    shim_pid, text, Containerd, ScrubOnFailure, IMAGE, NAMESPACE, RUNTIME, SETTLE,
 };
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,8 +28,9 @@ fn shared() -> &'static (Containerd, PathBuf) {
     })
 }
 
-fn containerd() -> &'static Containerd {
-    &shared().0
+/// The shared containerd, scrubbed of what a test leaves if that test fails.
+fn containerd() -> ScrubOnFailure<'static> {
+    ScrubOnFailure(&shared().0)
 }
 
 #[test]
@@ -301,7 +302,7 @@ fn assert_probe_runs_on_a_terminal(c: &Containerd, args: &[&str], code: u8) {
 fn ctr_run_t_gives_the_task_a_terminal() {
     let c = containerd();
     let run = ["run", "-t", "--rm", "--runtime", RUNTIME, IMAGE, "tty1"];
-    assert_probe_runs_on_a_terminal(c, &run, 5);
+    assert_probe_runs_on_a_terminal(&c, &run, 5);
     c.assert_nothing_left();
 }
 
@@ -311,7 +312,7 @@ fn ctr_task_exec_t_gives_the_exec_a_terminal() {
     let c = containerd();
     c.run_detached("tty2", &["sleep", "1000"]);
     let exec = ["task", "exec", "-t", "--exec-id", "t1", "tty2"];
-    assert_probe_runs_on_a_terminal(c, &exec, 4);
+    assert_probe_runs_on_a_terminal(&c, &exec, 4);
     assert_eq!(c.task_status("tty2").as_deref(), Some("RUNNING"));
     c.kill_and_remove("tty2");
     c.assert_nothing_left();
@@ -389,10 +390,11 @@ fn a_binary_log_uri_feeds_the_logging_binary() {
 fn restarting_containerd_loses_no_running_task() {
     // A containerd of its own: the restart must not disturb the shared one.
     let (_, archive) = shared();
-    let c = Containerd::start(PathBuf::from(format!(
+    let own = Containerd::start(PathBuf::from(format!(
         "/run/husk-containerd-restart-{}",
         std::process::id()
     )));
+    let c = ScrubOnFailure(&own);
     c.import_image(archive);
     c.run_detached("r1", &["sleep", "1000"]);
     let shim = shim_pid("r1").expect("the shim of r1");

@@ -16,6 +16,10 @@ use std::time::Duration;
 /// How long each OOM wait in the guest lasts before it is sent again.
 const OOM_POLL: Duration = Duration::from_secs(5);
 
+/// How long a sandbox whose agent no longer answers may take to exit (the
+/// container's output drained, the VM stopped) before `events` reports the failure.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs `husk events`.
 pub fn events(store: &Store, args: &EventsArgs) -> Result<(), RuntimeError> {
     let interval = parse_duration(&args.interval)?;
@@ -64,11 +68,16 @@ pub fn events(store: &Store, args: &EventsArgs) -> Result<(), RuntimeError> {
         }
         match sandbox::stats(store, &state) {
             Ok(stats) => print(&out, &stats_event(&args.id, &stats)),
-            // The container may have stopped meanwhile: that ends the stream.
-            Err(e) => match super::state::observe(store, &args.id) {
-                Ok((_, Status::Running | Status::Created | Status::Paused)) => break Err(e),
-                _ => break Ok(()),
-            },
+            // The container may have stopped meanwhile: that ends the stream. Its
+            // sandbox process stops the VM first and exits after, so a failed request
+            // can come before the status changes.
+            Err(e) => {
+                break if stops_within(store, &args.id, STOP_WAIT) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
         }
         std::thread::sleep(interval);
     };
@@ -81,6 +90,23 @@ pub fn events(store: &Store, args: &EventsArgs) -> Result<(), RuntimeError> {
         print(&out, &oom_event(&args.id));
     }
     result
+}
+
+/// Whether container `id` leaves the running states (or its state goes) within
+/// `within`; polls its status, as nothing else tells a process that is not the
+/// sandbox's parent when it ends.
+fn stops_within(store: &Store, id: &str, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match super::state::observe(store, id) {
+            Ok((_, Status::Running | Status::Created | Status::Paused)) => {}
+            _ => return true,
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// runc's OOM event.
