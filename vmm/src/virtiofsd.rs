@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the socket is tried while virtiofsd starts.
@@ -22,6 +22,8 @@ const CONNECT_RETRY: Duration = Duration::from_millis(5);
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Lines of virtiofsd's stderr kept for error messages.
 const STDERR_LINES: usize = 20;
+/// How long an exited virtiofsd's last stderr lines may take to be read.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// How to start one virtiofsd.
 #[derive(Debug, Clone)]
@@ -92,6 +94,8 @@ pub struct Virtiofsd {
     socket: PathBuf,
     shared_dir: PathBuf,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Disconnected once the stderr reader has read to the end.
+    stderr_done: Option<mpsc::Receiver<()>>,
     ended: Option<ExitStatus>,
     stopped: bool,
 }
@@ -158,15 +162,21 @@ impl Virtiofsd {
             .spawn()
             .map_err(|e| VirtiofsdError::Spawn(config.binary.clone(), e))?;
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(pipe) = child.stderr.take() {
+        let stderr_done = child.stderr.take().map(|pipe| {
             let lines = Arc::clone(&stderr);
-            std::thread::spawn(move || keep_stderr(pipe, &lines));
-        }
+            let (done, done_rx) = mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                keep_stderr(pipe, &lines);
+                drop(done);
+            });
+            done_rx
+        });
         let mut daemon = Virtiofsd {
             child,
             socket: config.socket.clone(),
             shared_dir: config.shared_dir.clone(),
             stderr,
+            stderr_done,
             ended: None,
             stopped: false,
         };
@@ -179,6 +189,11 @@ impl Virtiofsd {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.check_exit() {
+                // Its last words may still be in the pipe: let the reader reach the
+                // end (bounded: a lingering sandboxed child may hold the pipe open).
+                if let Some(done) = self.stderr_done.take() {
+                    let _ = done.recv_timeout(STDERR_DRAIN);
+                }
                 return Err(VirtiofsdError::Exited {
                     status,
                     stderr: self.stderr_tail(),

@@ -68,7 +68,8 @@ fn an_early_exit_reports_status_and_stderr() {
     let text = err.to_string();
     assert!(matches!(err, VirtiofsdError::Exited { .. }), "{text}");
     assert!(text.contains("exit status: 3"), "{text}");
-    // stderr is read by a thread: it may or may not be in yet, but never garbled.
+    // Read by a thread, and waited for: the reason is in the message every time.
+    assert!(text.contains("cannot share: bad things"), "{text}");
     assert!(!config.socket.exists());
 }
 
