@@ -314,11 +314,14 @@ fn mount_step(m: &SpecMount) -> Result<MountStep, String> {
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or(kind);
+    // The guest has cgroup v2 only: `cgroup` means its unified hierarchy, as runc
+    // mounts it on a cgroup v2 host.
+    let fstype = if kind == "cgroup" { "cgroup2" } else { kind };
     Ok(MountStep {
         dest,
         what: kind.to_owned(),
         source: c(source)?,
-        fstype: Some(c(kind)?),
+        fstype: Some(c(fstype)?),
         flags: opts.flags,
         remount: None,
         propagation: opts.propagation,

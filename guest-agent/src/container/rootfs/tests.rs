@@ -33,6 +33,14 @@ fn options_follow_runcs_table() {
 }
 
 #[test]
+fn every_known_option_is_a_flag_or_a_propagation() {
+    for name in options::KNOWN {
+        let o = opts(&[name]).unwrap();
+        assert!(o.data.is_empty(), "{name} went to data");
+    }
+}
+
+#[test]
 fn paths_are_cleaned_lexically_and_stay_below_the_root() {
     let p = RootPath::new("/a/./b//../../../c/d/").unwrap();
     assert_eq!(p.shown, "/c/d");
@@ -58,6 +66,8 @@ fn a_spec_parses_into_steps() {
             {"destination": "/etc/hosts", "type": "bind", "source": file,
              "options": ["rbind", "ro", "private"]},
             {"destination": "/mnt", "source": dir.path(), "options": ["bind"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["ro", "nosuid"]},
         ],
         "linux": {
             "rootfsPropagation": "rslave",
@@ -81,6 +91,7 @@ fn a_spec_parses_into_steps() {
     assert_eq!(hosts.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
     assert_eq!(hosts.remount, Some(MsFlags::MS_RDONLY));
     assert_eq!(hosts.propagation, [MsFlags::MS_PRIVATE]);
+    assert_eq!(plan.mounts[4].fstype.as_deref(), Some(c"cgroup2"));
     let mnt = &plan.mounts[3];
     assert!(!mnt.file);
     assert_eq!((mnt.flags, mnt.remount), (MsFlags::MS_BIND, None));
