@@ -51,7 +51,7 @@ fn the_task_runs_in_a_husk_microvm() {
     let out = c.run_task("vm", &["cat", "/proc/cmdline"]);
     let cmdline = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(cmdline.contains("husk.share=rootfs"), "{cmdline}");
+    assert!(cmdline.contains("husk.share=sandbox"), "{cmdline}");
     c.assert_nothing_left();
 }
 

@@ -591,3 +591,79 @@ fn cgroup_an_oom_kill_is_an_event_and_ends_the_container() {
     world.ok(&["delete", "o1"]);
     world.assert_clean("o1", &[pid]);
 }
+
+/// The spec's mounts reach the guest: a tmpfs, read-only host binds of a file and of
+/// a directory (read, not written), devpts and the devices of a tmpfs `/dev`, a bind
+/// onto `/dev/shm` (a guest tmpfs), a masked path. A missing bind source is named and
+/// leaves nothing; no mount of the share is seen on the host.
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn mounts_binds_devices_and_masked_paths() {
+    let world = World::new("mounts");
+    let host = world.dir.join("host");
+    std::fs::create_dir_all(host.join("data")).unwrap();
+    std::fs::write(host.join("data/inner"), "inner\n").unwrap();
+    std::fs::write(host.join("hosts"), "10.88.0.7 box\n").unwrap();
+    let script = "cat /etc/hosts /data/inner; \
+                  (echo x > /etc/hosts) 2>/dev/null || echo hosts-ro; \
+                  (echo x > /data/new) 2>/dev/null || echo data-ro; \
+                  echo t > /scratch/f && cat /scratch/f; \
+                  echo gone > /dev/null && test -c /dev/null && echo devnull; \
+                  test -c /dev/pts/ptmx && echo devpts; \
+                  echo s > /dev/shm/s && cat /dev/shm/s; \
+                  cat /etc/secret; echo end";
+    let bundle = world.bundle("b", &["sh", "-c", script], false);
+    std::fs::write(bundle.dir.join("rootfs/etc/secret"), "secret\n").unwrap();
+    let mut config = spec(&["sh", "-c", script], false);
+    config["mounts"] = serde_json::json!([
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "bind", "source": host.join("data"),
+         "options": ["rbind", "nosuid", "noexec", "nodev"]},
+        {"destination": "/scratch", "type": "tmpfs", "options": ["nodev"]},
+        {"destination": "/etc/hosts", "type": "bind", "source": host.join("hosts"),
+         "options": ["rbind", "ro"]},
+        {"destination": "/data", "type": "bind", "source": host.join("data"),
+         "options": ["rbind", "ro"]},
+    ]);
+    config["linux"]["maskedPaths"] = serde_json::json!(["/etc/secret", "/proc/kcore"]);
+    bundle.write_config(&config);
+    let out = world.run(&["run", "--bundle", bundle.dir.to_str().unwrap(), "m1"]);
+    assert!(
+        out.status.success(),
+        "run: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "10.88.0.7 box\ninner\nhosts-ro\ndata-ro\nt\ndevnull\ndevpts\ns\nend\n"
+    );
+    // The shm bind was a guest tmpfs: nothing reached the host directory.
+    assert!(!host.join("data/s").exists() && !host.join("data/new").exists());
+    assert_eq!(
+        std::fs::read_to_string(host.join("hosts")).unwrap(),
+        "10.88.0.7 box\n"
+    );
+    world.ok(&["delete", "m1"]);
+    world.assert_clean("m1", &[]);
+
+    // A bind of a host path that does not exist: named, and nothing is left.
+    config["mounts"][5]["source"] = serde_json::json!(host.join("absent"));
+    bundle.write_config(&config);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "m2"]);
+    assert!(
+        err.contains("mount 5") && err.contains("/etc/hosts") && err.contains("absent"),
+        "{err}"
+    );
+    world.assert_clean("m2", &[]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(world.dir.to_str().unwrap()),
+        "a mount of the share is visible on the host: {mountinfo}"
+    );
+}

@@ -253,3 +253,36 @@ fn network_none_gives_loopback_only() {
     assert_eq!(links.len(), 1, "{out}");
     assert!(links[0].contains("lo:") && links[0].contains("UP"), "{out}");
 }
+
+/// podman's `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` and
+/// `/run/.containerenv` (bind mounts of files on the host) reach the container, and a
+/// tmpfs `/dev` has its devices.
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn podmans_etc_files_reach_the_container() {
+    let p = podman();
+    let script = "cat /etc/hostname; hostname; echo --; cat /etc/hosts; echo --; \
+                  cat /etc/resolv.conf; echo --; test -f /run/.containerenv && echo containerenv; \
+                  echo x > /dev/null && test -c /dev/urandom && echo devices";
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--hostname=husk-mounts",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let parts: Vec<&str> = out.split("--\n").collect();
+    assert_eq!(parts.len(), 4, "{out}");
+    assert_eq!(parts[0], "husk-mounts\nhusk-mounts\n", "{out}");
+    assert!(parts[1].contains("husk-mounts"), "/etc/hosts: {out}");
+    assert!(parts[1].contains("localhost"), "/etc/hosts: {out}");
+    assert!(
+        parts[2].lines().any(|l| l.starts_with("nameserver ")),
+        "/etc/resolv.conf: {out}"
+    );
+    assert_eq!(parts[3], "containerenv\ndevices\n", "{out}");
+    assert_nothing_left();
+    assert_eq!(network_leftovers(), Vec::<String>::new());
+}

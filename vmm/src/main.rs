@@ -165,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             socket: socket.clone(),
             start_timeout: Duration::from_secs(cli.virtiofsd_timeout),
             cache: cli.virtiofsd_cache.clone(),
+            layout: None,
         })?;
         let fs = Fs::with_stream(stream, socket.display().to_string(), &cli.share_tag)?;
         devices.push(Box::new(fs));

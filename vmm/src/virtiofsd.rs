@@ -6,6 +6,13 @@
 //! whichever comes first, within an explicit timeout. The returned handle stops it
 //! (and removes its socket) when dropped; [`Virtiofsd::check_exit`] tells whether it
 //! died meanwhile, with the end of what it wrote on stderr.
+//!
+//! With a [`layout::ShareLayout`], the shared directory is assembled from several
+//! host paths in virtiofsd's own mount namespace ([`layout`]).
+
+pub mod layout;
+
+use layout::{LayoutError, PreparedLayout, ShareLayout};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -38,6 +45,9 @@ pub struct VirtiofsdConfig {
     pub start_timeout: Duration,
     /// Its cache policy (`auto`, `always`, `never`, `metadata`).
     pub cache: String,
+    /// If set, `shared_dir` is an empty directory on which virtiofsd's private
+    /// mount namespace gets a tmpfs holding these host paths.
+    pub layout: Option<ShareLayout>,
 }
 
 /// Why virtiofsd could not be started, or stopped serving.
@@ -54,6 +64,15 @@ pub enum VirtiofsdError {
         /// Why, when the file system said.
         #[source]
         source: Option<std::io::Error>,
+    },
+    /// The share layout cannot be prepared.
+    #[error("the share layout of {path}")]
+    Layout {
+        /// The shared directory.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: LayoutError,
     },
     /// Its socket path is taken.
     #[error("the virtiofsd socket {0} exists already")]
@@ -124,6 +143,15 @@ impl Virtiofsd {
         if config.socket.symlink_metadata().is_ok() {
             return Err(VirtiofsdError::SocketExists(config.socket.clone()));
         }
+        let layout = match &config.layout {
+            Some(layout) => Some(PreparedLayout::new(&config.shared_dir, layout).map_err(
+                |source| VirtiofsdError::Layout {
+                    path: config.shared_dir.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
         let mut command = Command::new(&config.binary);
         command
             .arg("--socket-path")
@@ -144,11 +172,15 @@ impl Virtiofsd {
             // serves is a child of the one started here, and outlives it if only the
             // parent is signalled.
             .process_group(0);
-        // SAFETY: the closure only calls close_range, sigprocmask and prctl, which are
-        // async-signal-safe.
+        // SAFETY: the closure only calls close_range, sigprocmask, prctl and the
+        // layout's unshare, mount, mkdir and open on strings prepared before the fork:
+        // system calls, which are async-signal-safe; nothing allocates.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 close_inherited_at_exec()?;
+                if let Some(layout) = &layout {
+                    layout.apply().map_err(std::io::Error::from)?;
+                }
                 // The VMM blocks its stop signals; virtiofsd must still take SIGTERM.
                 nix::sys::signal::SigSet::empty()
                     .thread_set_mask()

@@ -3,9 +3,10 @@
 //! The agent has many threads, so after `fork` the child may only make system calls:
 //! everything it uses (paths, `argv`, `envp`, descriptors) is prepared beforehand in a
 //! [`Plan`], and nothing here allocates, locks or panics. Failures are reported to
-//! the agent as a [`Stage`] and an errno on the report pipe, then the child exits with
-//! [`SETUP_FAILED`].
+//! the agent as a [`Stage`], an index (which mount, device or path of the stage) and an
+//! errno on the report pipe, then the child exits with [`SETUP_FAILED`].
 
+use super::rootfs::{apply as tree, RootfsPlan};
 use nix::errno::Errno;
 use nix::libc;
 use nix::mount::{mount, MsFlags};
@@ -45,10 +46,28 @@ pub enum Stage {
     Namespaces,
     /// Making the mount tree private.
     Private,
+    /// Binding the root file system onto itself.
+    RootBind,
+    /// Mount `index` of the spec (its mount point, the mount, a remount).
+    Mount,
+    /// Device node `index` of a tmpfs `/dev`.
+    Device,
+    /// The links of a tmpfs `/dev`.
+    DevLinks,
+    /// `/dev/console`.
+    Console,
+    /// Masked path `index`.
+    Masked,
+    /// Read-only path `index`.
+    Readonly,
     /// Changing the root directory.
     Chroot,
-    /// Mounting `/proc`.
+    /// `linux.rootfsPropagation`.
+    Propagation,
+    /// Mounting `/proc` (a spec without `mounts`).
     Proc,
+    /// `root.readonly`.
+    RootReadonly,
     /// `sethostname`.
     Hostname,
     /// `setgroups`.
@@ -68,24 +87,57 @@ impl Stage {
     pub fn from_u32(n: u32) -> Option<Stage> {
         use Stage::*;
         [
-            Ready, Signals, Session, Tty, Stdio, Namespaces, Private, Chroot, Proc, Hostname,
-            Groups, Gid, Uid, Cwd, Exec,
+            Ready,
+            Signals,
+            Session,
+            Tty,
+            Stdio,
+            Namespaces,
+            Private,
+            RootBind,
+            Mount,
+            Device,
+            DevLinks,
+            Console,
+            Masked,
+            Readonly,
+            Chroot,
+            Propagation,
+            Proc,
+            RootReadonly,
+            Hostname,
+            Groups,
+            Gid,
+            Uid,
+            Cwd,
+            Exec,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
     }
 }
 
+/// A failed step of the setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// What the child was doing.
+    pub stage: Stage,
+    /// Which entry of the stage (a mount's index), else 0.
+    pub index: u32,
+    /// Why it failed.
+    pub errno: Errno,
+}
+
 /// Where the process runs.
 #[derive(Debug)]
 pub enum Place<'a> {
-    /// A container's first process: new mount (and UTS) namespace, `chroot` into
-    /// `rootfs`.
+    /// A container's first process: new mount (and UTS) namespace, its tree built
+    /// on `rootfs`, which becomes its root.
     New {
         /// The root filesystem.
         rootfs: &'a CStr,
-        /// Mount `/proc` (the rootfs has a `/proc` directory).
-        mount_proc: bool,
+        /// Its mounts, devices, masked and read-only paths.
+        tree: &'a RootfsPlan,
         /// The hostname, set in a new UTS namespace.
         hostname: Option<&'a str>,
     },
@@ -138,9 +190,9 @@ pub struct Plan<'a> {
 
 /// The child's life after `fork`: setup, report, wait for the start, exec.
 pub fn run(plan: &Plan<'_>) -> ! {
-    let (stage, errno) = match setup(plan) {
+    let failed = match setup(plan) {
         Ok(()) => {
-            report(plan.report, Stage::Ready, 0);
+            report(plan.report, Stage::Ready, 0, 0);
             let mut byte = [0u8];
             loop {
                 match read(plan.start, &mut byte) {
@@ -149,11 +201,15 @@ pub fn run(plan: &Plan<'_>) -> ! {
                     _ => exit_now(NEVER_STARTED),
                 }
             }
-            (Stage::Exec, exec(plan))
+            Failure {
+                stage: Stage::Exec,
+                index: 0,
+                errno: exec(plan),
+            }
         }
         Err(failed) => failed,
     };
-    report(plan.report, stage, errno as i32);
+    report(plan.report, failed.stage, failed.index, failed.errno as i32);
     exit_now(SETUP_FAILED)
 }
 
@@ -164,21 +220,29 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Writes one report record: stage and errno, big-endian.
-fn report(fd: BorrowedFd<'_>, stage: Stage, errno: i32) {
-    let mut record = [0u8; 8];
+/// The size of a report record.
+pub const RECORD_LEN: usize = 12;
+
+/// Writes one report record: stage, errno and index, big-endian.
+fn report(fd: BorrowedFd<'_>, stage: Stage, index: u32, errno: i32) {
+    let mut record = [0u8; RECORD_LEN];
     record[..4].copy_from_slice(&(stage as u32).to_be_bytes());
-    record[4..].copy_from_slice(&errno.to_be_bytes());
+    record[4..8].copy_from_slice(&errno.to_be_bytes());
+    record[8..].copy_from_slice(&index.to_be_bytes());
     // At most PIPE_BUF bytes: written whole or not at all.
     let _ = write(fd, &record);
 }
 
-fn at(stage: Stage) -> impl Fn(Errno) -> (Stage, Errno) {
-    move |e| (stage, e)
+fn at(stage: Stage) -> impl Fn(Errno) -> Failure {
+    move |errno| Failure {
+        stage,
+        index: 0,
+        errno,
+    }
 }
 
 /// Everything before the wait for the start.
-fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
+fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
     reset_signals().map_err(at(Stage::Signals))?;
     setsid().map_err(at(Stage::Session))?;
     if plan.pty {
@@ -192,7 +256,7 @@ fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
     match &plan.place {
         Place::New {
             rootfs,
-            mount_proc,
+            tree,
             hostname,
         } => {
             let mut flags = CloneFlags::CLONE_NEWNS;
@@ -203,14 +267,10 @@ fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
                 .map_err(at(Stage::Private))?;
-            chdir(*rootfs).map_err(at(Stage::Chroot))?;
-            chroot(c".").map_err(at(Stage::Chroot))?;
-            chdir(c"/").map_err(at(Stage::Chroot))?;
-            if *mount_proc {
-                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                mount(Some(c"proc"), c"/proc", Some(c"proc"), flags, None::<&CStr>)
-                    .map_err(at(Stage::Proc))?;
-            }
+            let console = plan.pty.then_some(0);
+            tree::build(tree, rootfs, console)?;
+            tree::change_root(rootfs)?;
+            tree::finish(tree)?;
             if let Some(name) = hostname {
                 sethostname(name).map_err(at(Stage::Hostname))?;
             }

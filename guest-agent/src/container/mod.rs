@@ -2,6 +2,7 @@
 //! their exits.
 //!
 //! - [`spec`]: the OCI fields applied, validated.
+//! - [`rootfs`]: the container's tree: mounts, devices, masked and read-only paths.
 //! - [`spawn`] and [`child`]: forking a process held before `execve`.
 //! - [`reaper`]: reaping children, exit statuses.
 //! - [`stdio`]: pipes or a terminal per process, handed to stream relays.
@@ -18,6 +19,7 @@ pub mod child;
 mod control;
 pub mod reaper;
 pub mod relay;
+pub mod rootfs;
 pub mod spawn;
 pub mod spec;
 pub mod stats;
@@ -204,6 +206,7 @@ impl Containers {
                 format!("rootfs {} is not an existing directory", rootfs.display()),
             ));
         }
+        let tree = rootfs::parse(spec)?.with_implicit_proc(rootfs);
         let resources = cgroup::resources::plan(&spec["linux"]["resources"])?;
         let cgroup = match &self.cgroups {
             Some(root) => {
@@ -219,6 +222,7 @@ impl Containers {
         let place = Where::New {
             rootfs,
             hostname: hostname.as_deref(),
+            tree: &tree,
         };
         // The held process joins the cgroup before it may exec. On failure it ends
         // when its start pipe closes, outside the cgroup, which goes at once.

@@ -5,8 +5,9 @@
 //! a record when its setup is done or fails, and one if `execve` fails; end of file
 //! after the start means `execve` succeeded).
 
-use super::child::{self, Plan, Stage};
+use super::child::{self, Failure, Plan, Stage, RECORD_LEN};
 use super::reaper::Reaper;
+use super::rootfs::RootfsPlan;
 use super::spec::Launch;
 use super::stdio::ChildStdio;
 use crate::protocol::{AgentError, ErrorCode};
@@ -32,6 +33,8 @@ pub enum Where<'a> {
         rootfs: &'a Path,
         /// The hostname, if the spec sets one.
         hostname: Option<&'a str>,
+        /// Its mounts, devices, masked and read-only paths.
+        tree: &'a RootfsPlan,
     },
     /// The container whose first process is `init`.
     Enter {
@@ -65,15 +68,17 @@ pub fn spawn(
     let rootfs_c;
     let entered: [OwnedFd; 3];
     let (place_plan, mut keep) = match place {
-        Where::New { rootfs, hostname } => {
+        Where::New {
+            rootfs,
+            hostname,
+            tree,
+        } => {
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
             })?;
-            let mount_proc =
-                std::fs::symlink_metadata(rootfs.join("proc")).is_ok_and(|m| m.is_dir());
             let plan = child::Place::New {
                 rootfs: &rootfs_c,
-                mount_proc,
+                tree,
                 hostname,
             };
             (plan, vec![])
@@ -161,8 +166,11 @@ pub fn spawn(
         )
     })?;
     match record {
-        Some((Stage::Ready, _)) => Ok((pid, held)),
-        Some((stage, errno)) => Err(held.failure(stage, errno, launch, place)),
+        Some(Failure {
+            stage: Stage::Ready,
+            ..
+        }) => Ok((pid, held)),
+        Some(failed) => Err(held.failure(failed, launch, place)),
         None => Err(AgentError::new(
             ErrorCode::Internal,
             "the process ended during its setup without a report",
@@ -182,7 +190,11 @@ impl Held {
         drop(self.start);
         match read_record(&mut self.report) {
             Ok(None) => Ok(()),
-            Ok(Some((Stage::Exec, errno))) => {
+            Ok(Some(Failure {
+                stage: Stage::Exec,
+                errno,
+                ..
+            })) => {
                 let searched = match &self.searched {
                     Some(path) if errno == Errno::ENOENT => format!(" (searched PATH {path:?})"),
                     _ => String::new(),
@@ -192,7 +204,7 @@ impl Held {
                     format!("exec {:?}: {}{searched}", self.program, errno.desc()),
                 ))
             }
-            Ok(Some((stage, errno))) => Err(AgentError::new(
+            Ok(Some(Failure { stage, errno, .. })) => Err(AgentError::new(
                 ErrorCode::Internal,
                 format!(
                     "unexpected report {stage:?} ({}) after the start",
@@ -207,10 +219,22 @@ impl Held {
     }
 
     /// The error answer for a failed setup.
-    fn failure(&self, stage: Stage, errno: Errno, launch: &Launch, place: Where<'_>) -> AgentError {
+    fn failure(&self, failed: Failure, launch: &Launch, place: Where<'_>) -> AgentError {
+        let Failure {
+            stage,
+            index,
+            errno,
+        } = failed;
         let rootfs = match place {
             Where::New { rootfs, .. } => rootfs.display().to_string(),
             Where::Enter { init } => format!("/proc/{init}/root"),
+        };
+        let tree = match place {
+            Where::New { tree, .. } => Some(tree),
+            Where::Enter { .. } => None,
+        };
+        let entry = |describe: &dyn Fn(&RootfsPlan) -> String| {
+            tree.map_or_else(|| format!("entry {index}"), describe)
         };
         let doing = match stage {
             Stage::Signals => "resetting signals".to_owned(),
@@ -222,8 +246,23 @@ impl Held {
                 Where::Enter { .. } => "entering the container's namespaces".to_owned(),
             },
             Stage::Private => "making the mount tree private".to_owned(),
-            Stage::Chroot => format!("chroot into {rootfs:?}"),
+            Stage::RootBind => format!("binding the root file system {rootfs:?} onto itself"),
+            Stage::Mount => entry(&|t| t.describe_mount(index)),
+            Stage::Device => format!("making device {}", entry(&|t| t.describe_device(index))),
+            Stage::DevLinks => "making the links of /dev".to_owned(),
+            Stage::Console => "binding the terminal onto /dev/console".to_owned(),
+            Stage::Masked => format!(
+                "masking {}",
+                entry(&|t| RootfsPlan::describe_path(&t.masked, index))
+            ),
+            Stage::Readonly => format!(
+                "making {} read-only",
+                entry(&|t| RootfsPlan::describe_path(&t.readonly, index))
+            ),
+            Stage::Chroot => format!("changing the root to {rootfs:?}"),
+            Stage::Propagation => "setting linux.rootfsPropagation".to_owned(),
             Stage::Proc => format!("mounting /proc in {rootfs:?}"),
+            Stage::RootReadonly => "making the root read-only (root.readonly)".to_owned(),
             Stage::Hostname => "setting the hostname".to_owned(),
             Stage::Groups => format!("setgroups {:?}", launch.additional_gids),
             Stage::Gid => format!("setgid {}", launch.gid),
@@ -232,9 +271,15 @@ impl Held {
             Stage::Exec | Stage::Ready => format!("exec {:?}", self.program),
         };
         let code = match stage {
-            Stage::Cwd | Stage::Exec | Stage::Groups | Stage::Gid | Stage::Uid => {
-                ErrorCode::InvalidArgument
-            }
+            Stage::Cwd
+            | Stage::Exec
+            | Stage::Groups
+            | Stage::Gid
+            | Stage::Uid
+            | Stage::Mount
+            | Stage::Device
+            | Stage::Masked
+            | Stage::Readonly => ErrorCode::InvalidArgument,
             _ => ErrorCode::Internal,
         };
         AgentError::new(code, format!("{doing}: {}", errno.desc()))
@@ -251,8 +296,8 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 /// Reads one record of the report pipe; `None` at end of file.
-fn read_record(report: &mut File) -> io::Result<Option<(Stage, Errno)>> {
-    let mut record = [0u8; 8];
+fn read_record(report: &mut File) -> io::Result<Option<Failure>> {
+    let mut record = [0u8; RECORD_LEN];
     let mut got = 0;
     while got < record.len() {
         match report.read(&mut record[got..]) {
@@ -263,10 +308,12 @@ fn read_record(report: &mut File) -> io::Result<Option<(Stage, Errno)>> {
             Err(e) => return Err(e),
         }
     }
-    let (stage, errno) = record.split_at(4);
-    let stage = u32::from_be_bytes([stage[0], stage[1], stage[2], stage[3]]);
-    let errno = i32::from_be_bytes([errno[0], errno[1], errno[2], errno[3]]);
-    let stage = Stage::from_u32(stage)
+    let word = |at: usize| [record[at], record[at + 1], record[at + 2], record[at + 3]];
+    let stage = Stage::from_u32(u32::from_be_bytes(word(0)))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown stage"))?;
-    Ok(Some((stage, Errno::from_raw(errno))))
+    Ok(Some(Failure {
+        stage,
+        errno: Errno::from_raw(i32::from_be_bytes(word(4))),
+        index: u32::from_be_bytes(word(8)),
+    }))
 }

@@ -3,8 +3,9 @@
 //! Only what husk applies is claimed. The agent (docs/protocol.md, "What the agent
 //! applies") sets up a mount and a UTS namespace, the process's args, env, cwd,
 //! terminal, user and umask, and the hostname, and a cgroup v2 per container in the
-//! guest (`linux.resources` memory, cpu, cpuset and pids); mounts, hooks,
-//! capabilities, seccomp and LSM labels are not applied yet, so none are listed.
+//! guest (`linux.resources` memory, cpu, cpuset and pids), and the spec's mounts
+//! (`mountOptions`: the agent's option table); hooks, capabilities, seccomp and LSM
+//! labels are not applied yet, so none are listed.
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
@@ -19,7 +20,7 @@ pub fn features_json() -> Value {
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": [],
-        "mountOptions": [],
+        "mountOptions": husk_agent::container::rootfs::options::KNOWN,
         "linux": {
             "namespaces": ["mount", "uts"],
             "capabilities": [],

@@ -175,8 +175,14 @@ pub fn create(
 ) -> Result<(), RuntimeError> {
     let began = monotonic_us();
     let dir = store.dir(&state.id);
-    let spec = serde_json::to_value(spec)
+    let mut spec = serde_json::to_value(spec)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
+    let binds = super::share::plan_binds(&mut spec, &state.bundle).map_err(|e| {
+        RuntimeError::InvalidBundle {
+            bundle: state.bundle.clone(),
+            message: error_chain(&e),
+        }
+    })?;
     let config = &state.config;
     let plan = SandboxPlan {
         id: state.id.clone(),
@@ -188,6 +194,7 @@ pub fn create(
             virtiofsd: config.virtiofsd.clone(),
             virtiofsd_timeout: config.virtiofsd_timeout,
             rootfs: state.rootfs.clone(),
+            binds,
             dir: dir.clone(),
             network: crate::network::NetworkMode::from_spec(&spec),
         },

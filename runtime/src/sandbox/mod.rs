@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`process`] | the sandbox process itself (`husk __sandbox`) |
 //! | [`vm`] | virtiofsd and the VM, in the sandbox process |
+//! | [`share`] | the virtio-fs share: the root file system and the spec's host binds, the spec's bind sources rewritten for the guest |
 //! | [`relay`] | stdio between host descriptors (or a host terminal) and the guest |
 //! | [`pty`] | the host terminal sent over `--console-socket` |
 //! | [`exec`] | `exec`, attached or through a detached relay process (`husk __exec`) |
@@ -22,6 +23,7 @@ pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod relay;
+pub mod share;
 pub mod timings;
 pub mod vm;
 

@@ -10,8 +10,9 @@
 
 use super::plan::{Report, Reporter, SandboxPlan};
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
+use super::share::GUEST_ROOTFS;
 use super::timings::{monotonic_us, StartTimings};
-use super::vm::{SandboxVm, VmEvent, GUEST_ROOTFS};
+use super::vm::{SandboxVm, VmEvent};
 use super::SandboxError;
 use crate::agent::Timeouts;
 use husk_agent::protocol::ExitStatus;

@@ -1,7 +1,9 @@
-//! The sandbox's VM: virtiofsd on the container's root file system, and the microVM
-//! (husk-vmm's library, in this process) with virtio-rng, virtio-vsock and virtio-fs.
+//! The sandbox's VM: virtiofsd on the sandbox's share (the container's root file
+//! system and host binds, [`super::share`]), and the microVM (husk-vmm's library, in
+//! this process) with virtio-rng, virtio-vsock and virtio-fs.
 
 use super::console_log::BoundedLog;
+use super::share::{self, HostBind, SHARE_TAG};
 use super::timings::{guest_boot_from_ready_line, monotonic_us};
 use super::SandboxError;
 use crate::network::{self, NetworkMode};
@@ -21,17 +23,13 @@ use std::time::Duration;
 
 /// The guest's vsock context ID.
 const GUEST_CID: u64 = 3;
-/// The virtio-fs tag of the container's root file system.
-pub const ROOTFS_TAG: &str = "rootfs";
-/// Where the agent mounts it in the guest.
-pub const GUEST_ROOTFS: &str = "/run/husk/shares/rootfs";
 /// The kernel command line of sandbox guests. Past the essentials (console, reset on
-/// reboot and panic, the root file system's share), words that shorten the boot
+/// reboot and panic, the sandbox's share, [`SHARE_TAG`]), words that shorten the boot
 /// (docs/benchmarks.md, "First performance pass"): probe one UART, the only one the
 /// VMM has, not four; skip the IO-APIC timer check, which waits for timer ticks (the
 /// VMM's in-kernel irqchip and PIT are known to work); expedited RCU grace periods,
 /// which the boot waits for several times.
-const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=rootfs \
+const CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet husk.share=sandbox \
                        8250.nr_uarts=1 no_timer_check rcupdate.rcu_expedited=1";
 /// Most bytes of guest console kept in `console.log`.
 const CONSOLE_LOG_MAX: u64 = 1 << 20;
@@ -53,6 +51,9 @@ pub struct VmPlan {
     pub virtiofsd_timeout: Duration,
     /// The container's root file system on the host.
     pub rootfs: PathBuf,
+    /// Host paths the spec bind-mounts, shared beside the root file system.
+    #[serde(default)]
+    pub binds: Vec<HostBind>,
     /// The container's state directory: sockets and the console log go there.
     pub dir: PathBuf,
     /// Where the container's network comes from.
@@ -134,16 +135,24 @@ impl SandboxVm {
         // From here on a failure undoes the network set-up (the tap goes with `nic`).
         let mut undo = NetworkUndo(network_config.as_ref().map(|_| plan.dir.clone()));
         let socket = plan.dir.join("virtiofsd.sock");
+        // An empty directory: virtiofsd's private mount namespace puts a tmpfs on it.
+        let shared_dir = plan.dir.join("share");
+        match std::fs::create_dir(&shared_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(SandboxError::Io("create the share's directory", e)),
+        }
         let (virtiofsd, stream) = Virtiofsd::start(&VirtiofsdConfig {
             binary: plan.virtiofsd.clone(),
-            shared_dir: plan.rootfs.clone(),
+            shared_dir,
             socket: socket.clone(),
             start_timeout: plan.virtiofsd_timeout,
             cache: "auto".into(),
+            layout: Some(share::layout(&plan.rootfs, &plan.binds)),
         })?;
         let virtiofsd_ready = monotonic_us();
         let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());
-        let fs = Fs::with_stream(stream, socket.display().to_string(), ROOTFS_TAG)?;
+        let fs = Fs::with_stream(stream, socket.display().to_string(), SHARE_TAG)?;
         let devices: Vec<Box<dyn VirtioDevice>> = vec![
             Box::new(Rng::new()),
             Box::new(

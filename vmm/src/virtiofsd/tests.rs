@@ -28,6 +28,7 @@ impl Scratch {
             socket: self.dir.join("vfsd.sock"),
             start_timeout: Duration::from_secs(5),
             cache: "auto".into(),
+            layout: None,
         }
     }
 }
@@ -161,5 +162,53 @@ fn inherited_descriptors_do_not_reach_virtiofsd() {
         !fds.contains(&leaked.as_raw_fd()),
         "descriptor {} reached virtiofsd: {fds:?}",
         leaked.as_raw_fd()
+    );
+}
+
+/// The layout is built in virtiofsd's own mount namespace: it sees the host paths
+/// below its shared directory (read-only where asked), the host sees nothing there,
+/// before or after.
+#[test]
+fn a_layout_is_private_to_virtiofsd() {
+    use layout::{EntryKind, ShareEntry};
+    let s = Scratch::new("layout");
+    let host = s.dir.join("host");
+    std::fs::create_dir_all(host.join("dir")).unwrap();
+    std::fs::write(host.join("dir/inner"), b"inner\n").unwrap();
+    std::fs::write(host.join("hosts"), b"10.0.0.1 box\n").unwrap();
+    let out = s.dir.join("out");
+    let script = s.script(&format!(
+        "cat \"$4/c/mounts/0\" > {out}; ls \"$4/c/mounts/1\" >> {out}; \
+         (echo x > \"$4/c/mounts/0\") 2>/dev/null && echo file-writable >> {out}; \
+         (echo x > \"$4/c/mounts/1/new\") 2>/dev/null && echo dir-writable >> {out}; \
+         exit 3",
+        out = out.display()
+    ));
+    let mut config = s.config(script);
+    let entry = |source: PathBuf, target: &str, kind, readonly| ShareEntry {
+        source,
+        target: target.into(),
+        kind,
+        readonly,
+    };
+    config.layout = Some(ShareLayout {
+        entries: vec![
+            entry(host.join("hosts"), "c/mounts/0", EntryKind::File, true),
+            entry(host.join("dir"), "c/mounts/1", EntryKind::Dir, false),
+        ],
+    });
+    let err = Virtiofsd::start(&config).unwrap_err();
+    assert!(err.to_string().contains("exit status: 3"), "{err}");
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(seen, "10.0.0.1 box\ninner\ndir-writable\n");
+    assert_eq!(std::fs::read(host.join("dir/new")).unwrap(), b"x\n");
+    assert_eq!(
+        std::fs::read(host.join("hosts")).unwrap(),
+        b"10.0.0.1 box\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(&config.shared_dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the host sees {left:?} in the shared directory"
     );
 }

@@ -5,6 +5,7 @@
 //! agent's reap-all reaper as a child subreaper, as PID 1 would.
 
 mod errors;
+mod mounts;
 mod run;
 
 use crate::container::Reaper;

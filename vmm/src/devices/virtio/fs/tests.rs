@@ -148,6 +148,7 @@ fn the_real_virtiofsd_takes_memory_and_rings() {
         socket: dir.join("fs.sock"),
         start_timeout: Duration::from_secs(10),
         cache: "auto".into(),
+        layout: None,
     })
     .unwrap();
     let mut fs = Fs::with_stream(stream, "fs.sock".into(), "rootfs").unwrap();
