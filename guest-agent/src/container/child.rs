@@ -16,6 +16,9 @@ use nix::unistd::{
     chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, read, setgid, setgroups,
     sethostname, setsid, setuid, write, Gid, Uid,
 };
+use super::limits::{write_sysctl, Sysctl};
+use super::seccomp::Program;
+use super::security::{self, Security};
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
@@ -61,6 +64,18 @@ pub enum Stage {
     Cwd,
     /// `execve`.
     Exec,
+    /// `setdomainname`.
+    Domainname,
+    /// Writing a `linux.sysctl`.
+    Sysctl,
+    /// Dropping capabilities from the bounding set, or `PR_SET_KEEPCAPS`.
+    Bounding,
+    /// `capset` or raising ambient capabilities.
+    Capabilities,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivileges,
+    /// Installing the seccomp filter.
+    Seccomp,
 }
 
 impl Stage {
@@ -69,7 +84,8 @@ impl Stage {
         use Stage::*;
         [
             Ready, Signals, Session, Tty, Stdio, Namespaces, Private, Chroot, Proc, Hostname,
-            Groups, Gid, Uid, Cwd, Exec,
+            Groups, Gid, Uid, Cwd, Exec, Domainname, Sysctl, Bounding, Capabilities,
+            NoNewPrivileges, Seccomp,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -88,6 +104,10 @@ pub enum Place<'a> {
         mount_proc: bool,
         /// The hostname, set in a new UTS namespace.
         hostname: Option<&'a str>,
+        /// Namespaces unshared besides the mount namespace.
+        namespaces: CloneFlags,
+        /// The domain name, set in the new UTS namespace.
+        domainname: Option<&'a str>,
     },
     /// Another process in a running container: the namespaces and root directory of
     /// the container's first process.
@@ -96,6 +116,8 @@ pub enum Place<'a> {
         mnt: BorrowedFd<'a>,
         /// `/proc/<pid>/ns/uts`.
         uts: BorrowedFd<'a>,
+        /// `/proc/<pid>/ns/ipc`.
+        ipc: BorrowedFd<'a>,
         /// `/proc/<pid>/root`.
         root: BorrowedFd<'a>,
     },
@@ -134,6 +156,12 @@ pub struct Plan<'a> {
     pub argv: &'a [*const c_char],
     /// `envp`, null-terminated.
     pub envp: &'a [*const c_char],
+    /// `linux.sysctl`, written by a container's first process.
+    pub sysctl: &'a [Sysctl],
+    /// Capabilities and `noNewPrivileges`.
+    pub security: Security,
+    /// The seccomp filter.
+    pub seccomp: Option<&'a Program>,
 }
 
 /// The child's life after `fork`: setup, report, wait for the start, exec.
@@ -149,7 +177,14 @@ pub fn run(plan: &Plan<'_>) -> ! {
                     _ => exit_now(NEVER_STARTED),
                 }
             }
-            (Stage::Exec, exec(plan))
+            match plan.seccomp {
+                // With `noNewPrivileges`, as late as possible (runc's order).
+                Some(filter) if plan.security.no_new_privileges => match filter.install() {
+                    Ok(()) => (Stage::Exec, exec(plan)),
+                    Err(e) => (Stage::Seccomp, e),
+                },
+                _ => (Stage::Exec, exec(plan)),
+            }
         }
         Err(failed) => failed,
     };
@@ -194,12 +229,10 @@ fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
             rootfs,
             mount_proc,
             hostname,
+            namespaces,
+            domainname,
         } => {
-            let mut flags = CloneFlags::CLONE_NEWNS;
-            if hostname.is_some() {
-                flags |= CloneFlags::CLONE_NEWUTS;
-            }
-            unshare(flags).map_err(at(Stage::Namespaces))?;
+            unshare(CloneFlags::CLONE_NEWNS | *namespaces).map_err(at(Stage::Namespaces))?;
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
                 .map_err(at(Stage::Private))?;
@@ -214,23 +247,65 @@ fn setup(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
             if let Some(name) = hostname {
                 sethostname(name).map_err(at(Stage::Hostname))?;
             }
+            if let Some(name) = domainname {
+                setdomainname(name).map_err(at(Stage::Domainname))?;
+            }
         }
-        Place::Enter { mnt, uts, root } => {
+        Place::Enter {
+            mnt,
+            uts,
+            ipc,
+            root,
+        } => {
             setns(mnt, CloneFlags::CLONE_NEWNS).map_err(at(Stage::Namespaces))?;
             setns(uts, CloneFlags::CLONE_NEWUTS).map_err(at(Stage::Namespaces))?;
+            setns(ipc, CloneFlags::CLONE_NEWIPC).map_err(at(Stage::Namespaces))?;
             fchdir(root).map_err(at(Stage::Chroot))?;
             chroot(c".").map_err(at(Stage::Chroot))?;
             chdir(c"/").map_err(at(Stage::Chroot))?;
         }
     }
+    if matches!(plan.place, Place::New { .. }) {
+        for sysctl in plan.sysctl {
+            write_sysctl(sysctl).map_err(at(Stage::Sysctl))?;
+        }
+    }
     chdir(plan.cwd).map_err(at(Stage::Cwd))?;
-    setgroups(plan.groups).map_err(at(Stage::Groups))?;
-    setgid(plan.gid).map_err(at(Stage::Gid))?;
-    setuid(plan.uid).map_err(at(Stage::Uid))?;
+    credentials(plan)?;
     if let Some(mask) = plan.umask {
         umask(mask);
     }
     Ok(())
+}
+
+/// Groups, gid and uid, with the capabilities and security settings around them in
+/// runc's order (see [`security`](super::security)). Without `noNewPrivileges` the
+/// seccomp filter needs `CAP_SYS_ADMIN`, so it comes first.
+fn credentials(plan: &Plan<'_>) -> Result<(), (Stage, Errno)> {
+    let security = &plan.security;
+    if let Some(filter) = plan.seccomp.filter(|_| !security.no_new_privileges) {
+        filter.install().map_err(at(Stage::Seccomp))?;
+    }
+    if let Some(caps) = &security.capabilities {
+        security::before_setuid(caps, security.last_cap).map_err(at(Stage::Bounding))?;
+    }
+    setgroups(plan.groups).map_err(at(Stage::Groups))?;
+    setgid(plan.gid).map_err(at(Stage::Gid))?;
+    setuid(plan.uid).map_err(at(Stage::Uid))?;
+    if let Some(caps) = &security.capabilities {
+        security::capset(caps).map_err(at(Stage::Capabilities))?;
+    }
+    if security.no_new_privileges {
+        security::no_new_privileges().map_err(at(Stage::NoNewPrivileges))?;
+    }
+    Ok(())
+}
+
+/// `setdomainname(2)` (nix has no wrapper).
+fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `len` bytes of `name`, which lives for the call.
+    let done = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(done).map(drop)
 }
 
 /// Default dispositions and an empty mask: the agent blocks signals in all threads

@@ -20,6 +20,11 @@ pub mod reaper;
 pub mod relay;
 pub mod spawn;
 pub mod spec;
+pub mod isolation;
+pub mod limits;
+pub mod seccomp;
+pub mod security;
+mod syscalls;
 pub mod stats;
 pub mod stdio;
 
@@ -69,6 +74,8 @@ struct Container {
     paused: Mutex<bool>,
     /// The `oom_kill` count last reported by `oom_event`.
     oom_reported: AtomicU64,
+    /// `linux.seccomp`, compiled, for exec'd processes too.
+    seccomp: Option<Arc<seccomp::Program>>,
 }
 
 /// A process of a container.
@@ -198,6 +205,7 @@ impl Containers {
             return Err(exists());
         }
         let (launch, hostname) = spec::parse_bundle(spec)?;
+        let setup = isolation::container_setup(spec, hostname.is_some())?;
         if !rootfs.is_absolute() || !rootfs.is_dir() {
             return Err(AgentError::new(
                 ErrorCode::InvalidArgument,
@@ -219,6 +227,7 @@ impl Containers {
         let place = Where::New {
             rootfs,
             hostname: hostname.as_deref(),
+            setup: &setup,
         };
         // The held process joins the cgroup before it may exec. On failure it ends
         // when its start pipe closes, outside the cgroup, which goes at once.
@@ -245,6 +254,7 @@ impl Containers {
             cgroup,
             paused: Mutex::new(false),
             oom_reported: AtomicU64::new(0),
+            seccomp: setup.seccomp.clone(),
         });
         let mut table = lock(&self.table);
         if table.contains_key(id) {
@@ -350,6 +360,7 @@ impl Containers {
         let launch = spec::parse_process(process)?;
         let place = Where::Enter {
             init: container.init.pid,
+            seccomp: container.seccomp.as_deref(),
         };
         let paused = lock(&container.paused);
         if *paused {

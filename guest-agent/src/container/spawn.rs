@@ -6,6 +6,9 @@
 //! after the start means `execve` succeeded).
 
 use super::child::{self, Plan, Stage};
+use super::isolation::ContainerSetup;
+use super::limits;
+use super::seccomp::Program;
 use super::reaper::Reaper;
 use super::spec::Launch;
 use super::stdio::ChildStdio;
@@ -32,11 +35,15 @@ pub enum Where<'a> {
         rootfs: &'a Path,
         /// The hostname, if the spec sets one.
         hostname: Option<&'a str>,
+        /// Namespaces, domain name, sysctls and seccomp.
+        setup: &'a ContainerSetup,
     },
     /// The container whose first process is `init`.
     Enter {
         /// The container's first process.
         init: Pid,
+        /// The container's seccomp filter.
+        seccomp: Option<&'a Program>,
     },
 }
 
@@ -63,9 +70,13 @@ pub fn spawn(
     let (start_r, start_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let rootfs_c;
-    let entered: [OwnedFd; 3];
-    let (place_plan, mut keep) = match place {
-        Where::New { rootfs, hostname } => {
+    let entered: [OwnedFd; 4];
+    let (place_plan, mut keep, sysctl, seccomp) = match place {
+        Where::New {
+            rootfs,
+            hostname,
+            setup,
+        } => {
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
             })?;
@@ -75,10 +86,12 @@ pub fn spawn(
                 rootfs: &rootfs_c,
                 mount_proc,
                 hostname,
+                namespaces: setup.namespaces,
+                domainname: setup.domainname.as_deref(),
             };
-            (plan, vec![])
+            (plan, vec![], &setup.sysctl[..], setup.seccomp.as_deref())
         }
-        Where::Enter { init } => {
+        Where::Enter { init, seccomp } => {
             let ns = |name: &str, flags: OFlag| {
                 let path = format!("/proc/{init}/{name}");
                 open(path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
@@ -91,14 +104,17 @@ pub fn spawn(
             entered = [
                 ns("ns/mnt", OFlag::O_RDONLY)?,
                 ns("ns/uts", OFlag::O_RDONLY)?,
+                ns("ns/ipc", OFlag::O_RDONLY)?,
                 ns("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?,
             ];
             let plan = child::Place::Enter {
                 mnt: entered[0].as_fd(),
                 uts: entered[1].as_fd(),
-                root: entered[2].as_fd(),
+                ipc: entered[2].as_fd(),
+                root: entered[3].as_fd(),
             };
-            (plan, entered.iter().map(|fd| fd.as_raw_fd()).collect())
+            let keep = entered.iter().map(|fd| fd.as_raw_fd()).collect();
+            (plan, keep, &[][..], seccomp)
         }
     };
     keep.extend([start_r.as_raw_fd(), report_w.as_raw_fd()]);
@@ -136,6 +152,9 @@ pub fn spawn(
         candidates: &launch.candidates,
         argv: &argv,
         envp: &envp,
+        sysctl,
+        security: launch.setup.security,
+        seccomp,
     };
     let pid = reaper
         .spawn_tracked(|| {
@@ -161,7 +180,11 @@ pub fn spawn(
         )
     })?;
     match record {
-        Some((Stage::Ready, _)) => Ok((pid, held)),
+        Some((Stage::Ready, _)) => {
+            // On failure the held child ends as `held` is dropped.
+            limits::apply(pid, &launch.setup.rlimits, launch.setup.oom_score_adj)?;
+            Ok((pid, held))
+        }
         Some((stage, errno)) => Err(held.failure(stage, errno, launch, place)),
         None => Err(AgentError::new(
             ErrorCode::Internal,
@@ -192,6 +215,10 @@ impl Held {
                     format!("exec {:?}: {}{searched}", self.program, errno.desc()),
                 ))
             }
+            Ok(Some((Stage::Seccomp, errno))) => Err(AgentError::new(
+                ErrorCode::InvalidArgument,
+                format!("linux.seccomp: installing the filter: {}", errno.desc()),
+            )),
             Ok(Some((stage, errno))) => Err(AgentError::new(
                 ErrorCode::Internal,
                 format!(
@@ -210,7 +237,7 @@ impl Held {
     fn failure(&self, stage: Stage, errno: Errno, launch: &Launch, place: Where<'_>) -> AgentError {
         let rootfs = match place {
             Where::New { rootfs, .. } => rootfs.display().to_string(),
-            Where::Enter { init } => format!("/proc/{init}/root"),
+            Where::Enter { init, .. } => format!("/proc/{init}/root"),
         };
         let doing = match stage {
             Stage::Signals => "resetting signals".to_owned(),
@@ -230,11 +257,30 @@ impl Held {
             Stage::Uid => format!("setuid {}", launch.uid),
             Stage::Cwd => format!("chdir to cwd {:?}", launch.cwd),
             Stage::Exec | Stage::Ready => format!("exec {:?}", self.program),
+            Stage::Domainname => "setting the domainname".to_owned(),
+            Stage::Sysctl => match place {
+                Where::New { setup, .. } => format!(
+                    "linux.sysctl: writing one of {:?}",
+                    setup.sysctl.iter().map(|s| &s.name).collect::<Vec<_>>()
+                ),
+                Where::Enter { .. } => "linux.sysctl".to_owned(),
+            },
+            Stage::Bounding => "process.capabilities: dropping from the bounding set".to_owned(),
+            Stage::Capabilities => "process.capabilities: capset or ambient raise".to_owned(),
+            Stage::NoNewPrivileges => "process.noNewPrivileges: PR_SET_NO_NEW_PRIVS".to_owned(),
+            Stage::Seccomp => "linux.seccomp: installing the filter".to_owned(),
         };
         let code = match stage {
-            Stage::Cwd | Stage::Exec | Stage::Groups | Stage::Gid | Stage::Uid => {
-                ErrorCode::InvalidArgument
-            }
+            Stage::Cwd
+            | Stage::Exec
+            | Stage::Groups
+            | Stage::Gid
+            | Stage::Uid
+            | Stage::Domainname
+            | Stage::Sysctl
+            | Stage::Bounding
+            | Stage::Capabilities
+            | Stage::Seccomp => ErrorCode::InvalidArgument,
             _ => ErrorCode::Internal,
         };
         AgentError::new(code, format!("{doing}: {}", errno.desc()))
