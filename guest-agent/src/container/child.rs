@@ -6,6 +6,9 @@
 //! the agent as a [`Stage`] and an errno on the report pipe, then the child exits with
 //! [`SETUP_FAILED`].
 
+use super::limits::{write_sysctl, Sysctl};
+use super::seccomp::Program;
+use super::security::{self, Security};
 use nix::errno::Errno;
 use nix::libc;
 use nix::mount::{mount, MsFlags};
@@ -16,9 +19,6 @@ use nix::unistd::{
     chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, read, setgid, setgroups,
     sethostname, setsid, setuid, write, Gid, Uid,
 };
-use super::limits::{write_sysctl, Sysctl};
-use super::seccomp::Program;
-use super::security::{self, Security};
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
@@ -84,13 +84,23 @@ impl Stage {
         use Stage::*;
         [
             Ready, Signals, Session, Tty, Stdio, Namespaces, Private, Chroot, Proc, Hostname,
-            Groups, Gid, Uid, Cwd, Exec, Domainname, Sysctl, Bounding, Capabilities,
-            NoNewPrivileges, Seccomp,
+            Groups, Gid, Uid, Cwd, Exec,
         ]
         .into_iter()
+        .chain(SECURITY_STAGES)
         .find(|s| *s as u32 == n)
     }
 }
+
+/// The stages of the process and security fields (after `Exec` in number).
+const SECURITY_STAGES: [Stage; 6] = [
+    Stage::Domainname,
+    Stage::Sysctl,
+    Stage::Bounding,
+    Stage::Capabilities,
+    Stage::NoNewPrivileges,
+    Stage::Seccomp,
+];
 
 /// Where the process runs.
 #[derive(Debug)]

@@ -61,7 +61,10 @@ pub fn process_setup(fields: ProcessFields) -> Result<ProcessSetup, AgentError> 
         None => None,
     };
     let labels = [&fields.apparmor_profile, &fields.selinux_label];
-    if labels.iter().any(|l| l.as_deref().is_some_and(|l| !l.is_empty())) {
+    if labels
+        .iter()
+        .any(|l| l.as_deref().is_some_and(|l| !l.is_empty()))
+    {
         security::log_once(
             &LABELS,
             "process.apparmorProfile/selinuxLabel accepted but not applied (the guest has \
@@ -240,12 +243,18 @@ mod tests {
                 json!({"linux": {"namespaces": [{"type": "ipc"}, {"type": "ipc"}]}}),
                 "listed twice",
             ),
-            (json!({"linux": {"namespaces": [{"type": "bogus"}]}}), "unknown namespace"),
+            (
+                json!({"linux": {"namespaces": [{"type": "bogus"}]}}),
+                "unknown namespace",
+            ),
             (
                 json!({"linux": {"namespaces": [{"type": "ipc", "path": "/proc/1/ns/ipc"}]}}),
                 "by path is not supported",
             ),
-            (json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}), "NOTIFY"),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),
+                "NOTIFY",
+            ),
             (json!({"linux": {"sysctl": {"../x": "1"}}}), "linux.sysctl"),
         ] {
             let err = container_setup(&spec, false).unwrap_err();
@@ -265,11 +274,17 @@ mod tests {
         .unwrap();
         let setup = process_setup(fields).unwrap();
         let caps = setup.security.capabilities.unwrap();
-        assert_eq!((caps.bounding, caps.effective, caps.permitted), (1 << 5, 1 << 5, 0));
+        assert_eq!(
+            (caps.bounding, caps.effective, caps.permitted),
+            (1 << 5, 1 << 5, 0)
+        );
         assert!(setup.security.no_new_privileges);
         assert_eq!(setup.rlimits.len(), 1);
         assert_eq!(setup.oom_score_adj, Some(500));
         let bad = ProcessFields::deserialize(json!({"oomScoreAdj": -1001})).unwrap();
-        assert!(process_setup(bad).unwrap_err().message.contains("oomScoreAdj"));
+        assert!(process_setup(bad)
+            .unwrap_err()
+            .message
+            .contains("oomScoreAdj"));
     }
 }

@@ -109,7 +109,8 @@ pub fn apply(pid: Pid, rlimits: &[Rlimit], oom_score_adj: Option<i32>) -> Result
             rlim_max: limit.hard,
         };
         // SAFETY: `new` is a valid rlimit for the call; no old value is asked for.
-        let done = unsafe { libc::prlimit(pid.as_raw(), limit.resource, &new, std::ptr::null_mut()) };
+        let done =
+            unsafe { libc::prlimit(pid.as_raw(), limit.resource, &new, std::ptr::null_mut()) };
         if done < 0 {
             return Err(AgentError::new(
                 ErrorCode::InvalidArgument,
@@ -232,8 +233,14 @@ mod tests {
         assert_eq!(limits[0].resource, libc::RLIMIT_NOFILE);
         assert_eq!((limits[1].soft, limits[1].hard), (0, u64::MAX));
         for (bad, expected) in [
-            (json!([{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]), "unknown resource"),
-            (json!([{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]), "above its hard"),
+            (
+                json!([{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]),
+                "unknown resource",
+            ),
+            (
+                json!([{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]),
+                "above its hard",
+            ),
             (
                 json!([{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1},
                        {"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}]),
@@ -259,7 +266,11 @@ mod tests {
         assert_eq!(list[0].value, b"example.org");
         for bad in ["kernel/../x", "..", "net..ipv4", "", ".a", "a/b"] {
             let err = sysctls(&json!({bad: "1"})).unwrap_err();
-            assert!(err.message.contains("not a sysctl name"), "{bad}: {}", err.message);
+            assert!(
+                err.message.contains("not a sysctl name"),
+                "{bad}: {}",
+                err.message
+            );
         }
         assert!(sysctls(&json!({"a.b": 1})).is_err());
         assert!(sysctls(&json!(null)).unwrap().is_empty());

@@ -16,17 +16,17 @@
 pub mod cgroup;
 pub mod child;
 mod control;
-pub mod reaper;
-pub mod relay;
-pub mod spawn;
-pub mod spec;
 pub mod isolation;
 pub mod limits;
+pub mod reaper;
+pub mod relay;
 pub mod seccomp;
 pub mod security;
-mod syscalls;
+pub mod spawn;
+pub mod spec;
 pub mod stats;
 pub mod stdio;
+mod syscalls;
 
 pub use reaper::Reaper;
 

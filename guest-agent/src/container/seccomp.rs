@@ -104,6 +104,36 @@ enum Op {
     MaskedEq,
 }
 
+/// The `SCMP_ACT_*` actions compiled (`husk features` lists them).
+pub const ACTIONS: &[&str] = &[
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_ALLOW",
+];
+
+/// The `SCMP_CMP_*` operators compiled.
+pub const OPERATORS: &[&str] = &[
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
+
+/// The `linux.seccomp.flags` accepted.
+pub const FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+];
+
 /// A compiled filter, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 #[derive(Debug)]
 pub struct Program {
@@ -153,7 +183,11 @@ impl Program {
 pub fn compile(profile: &serde_json::Value) -> Result<Program, AgentError> {
     let profile = Profile::deserialize(profile)
         .map_err(|e| invalid(format!("linux.seccomp is not a valid seccomp profile: {e}")))?;
-    if profile.listener_path.as_deref().is_some_and(|p| !p.is_empty()) {
+    if profile
+        .listener_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         return Err(unsupported(
             "linux.seccomp.listenerPath: seccomp user notification is not supported",
         ));
@@ -199,7 +233,10 @@ pub fn compile(profile: &serde_json::Value) -> Result<Program, AgentError> {
         let rules = rules(&entry.args, ret);
         for name in &entry.names {
             match syscalls::number(name) {
-                Some(nr) => by_number.entry(nr).or_default().extend(rules.iter().cloned()),
+                Some(nr) => by_number
+                    .entry(nr)
+                    .or_default()
+                    .extend(rules.iter().cloned()),
                 None if !unknown.contains(name) => unknown.push(name.clone()),
                 None => {}
             }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Capability names by number (`linux/capability.h`).
-const NAMES: [&str; 41] = [
+pub const NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",

@@ -8,8 +8,8 @@
 use super::child::{self, Plan, Stage};
 use super::isolation::ContainerSetup;
 use super::limits;
-use super::seccomp::Program;
 use super::reaper::Reaper;
+use super::seccomp::Program;
 use super::spec::Launch;
 use super::stdio::ChildStdio;
 use crate::protocol::{AgentError, ErrorCode};

@@ -40,7 +40,12 @@ fn run(program: &Program, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
 }
 
 fn x86_64(program: &Program, name: &str, args: [u64; 6]) -> u32 {
-    run(program, AUDIT_ARCH_X86_64, syscalls::number(name).unwrap(), args)
+    run(
+        program,
+        AUDIT_ARCH_X86_64,
+        syscalls::number(name).unwrap(),
+        args,
+    )
 }
 
 #[test]
@@ -65,7 +70,10 @@ fn actions_errno_and_default() {
     assert_eq!(x86_64(&program, "open", [0; 6]), RET_ERRNO | 38);
     // i386 and x32 get the default action when it refuses.
     assert_eq!(run(&program, 0x4000_0003, 3, [0; 6]), RET_ERRNO | 38);
-    assert_eq!(run(&program, AUDIT_ARCH_X86_64, 0x4000_0000, [0; 6]), RET_ERRNO | 38);
+    assert_eq!(
+        run(&program, AUDIT_ARCH_X86_64, 0x4000_0000, [0; 6]),
+        RET_ERRNO | 38
+    );
 }
 
 #[test]
@@ -75,18 +83,36 @@ fn a_deny_list_cannot_be_bypassed_through_other_abis() {
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
     }))
     .unwrap();
-    assert_eq!(x86_64(&program, "mkdir", [0; 6]), RET_ERRNO | libc::EPERM as u32);
+    assert_eq!(
+        x86_64(&program, "mkdir", [0; 6]),
+        RET_ERRNO | libc::EPERM as u32
+    );
     assert_eq!(x86_64(&program, "rmdir", [0; 6]), RET_ALLOW);
     assert_eq!(run(&program, 0x4000_0003, 39, [0; 6]), RET_KILL_PROCESS);
-    assert_eq!(run(&program, AUDIT_ARCH_X86_64, 0x4000_0053, [0; 6]), RET_KILL_PROCESS);
+    assert_eq!(
+        run(&program, AUDIT_ARCH_X86_64, 0x4000_0053, [0; 6]),
+        RET_KILL_PROCESS
+    );
 }
 
 #[test]
 fn argument_comparisons_are_64_bit_and_unsigned() {
-    let values = [0u64, 1, 5, 6, 0xffff_ffff, 0x1_0000_0000, 0x1_0000_0005, u64::MAX];
+    let values = [
+        0u64,
+        1,
+        5,
+        6,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0005,
+        u64::MAX,
+    ];
     let probe = 0x1_0000_0005u64;
     for (op, holds) in [
-        ("SCMP_CMP_EQ", (|v: u64| v == 0x1_0000_0005) as fn(u64) -> bool),
+        (
+            "SCMP_CMP_EQ",
+            (|v: u64| v == 0x1_0000_0005) as fn(u64) -> bool,
+        ),
         ("SCMP_CMP_NE", |v| v != 0x1_0000_0005),
         ("SCMP_CMP_LT", |v| v < 0x1_0000_0005),
         ("SCMP_CMP_LE", |v| v <= 0x1_0000_0005),
@@ -101,7 +127,11 @@ fn argument_comparisons_are_64_bit_and_unsigned() {
         .unwrap();
         for v in values {
             let expected = if holds(v) { RET_ERRNO | 1 } else { RET_ALLOW };
-            assert_eq!(x86_64(&program, "ioctl", [0, v, 0, 0, 0, 0]), expected, "{op} {v:#x}");
+            assert_eq!(
+                x86_64(&program, "ioctl", [0, v, 0, 0, 0, 0]),
+                expected,
+                "{op} {v:#x}"
+            );
         }
     }
     let program = compile(&json!({
@@ -111,9 +141,18 @@ fn argument_comparisons_are_64_bit_and_unsigned() {
                                 "valueTwo": 0x1_0000_0010u64, "op": "SCMP_CMP_MASKED_EQ"}]}]
     }))
     .unwrap();
-    assert_eq!(x86_64(&program, "clone", [0x1_0000_0013, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
-    assert_eq!(x86_64(&program, "clone", [0x0_0000_0013, 0, 0, 0, 0, 0]), RET_ALLOW);
-    assert_eq!(x86_64(&program, "clone", [0x1_0000_0023, 0, 0, 0, 0, 0]), RET_ALLOW);
+    assert_eq!(
+        x86_64(&program, "clone", [0x1_0000_0013, 0, 0, 0, 0, 0]),
+        RET_ERRNO | 1
+    );
+    assert_eq!(
+        x86_64(&program, "clone", [0x0_0000_0013, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
+    assert_eq!(
+        x86_64(&program, "clone", [0x1_0000_0023, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
 }
 
 #[test]
@@ -136,21 +175,28 @@ fn conditions_are_anded_unless_an_argument_repeats() {
     .unwrap();
     assert_eq!(x86_64(&ored, "personality", [0; 6]), RET_ALLOW);
     assert_eq!(x86_64(&ored, "personality", [8, 0, 0, 0, 0, 0]), RET_ALLOW);
-    assert_eq!(x86_64(&ored, "personality", [9, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+    assert_eq!(
+        x86_64(&ored, "personality", [9, 0, 0, 0, 0, 0]),
+        RET_ERRNO | 1
+    );
 }
 
 #[test]
 fn long_blocks_use_a_long_jump() {
     let rules: Vec<_> = (0..80u64)
-        .map(|v| json!({"names": ["ioctl"], "action": "SCMP_ACT_ALLOW",
-                        "args": [{"index": 1, "value": v, "op": "SCMP_CMP_EQ"}]}))
+        .map(|v| {
+            json!({"names": ["ioctl"], "action": "SCMP_ACT_ALLOW",
+                        "args": [{"index": 1, "value": v, "op": "SCMP_CMP_EQ"}]})
+        })
         .chain([json!({"names": ["read"], "action": "SCMP_ACT_ALLOW"})])
         .collect();
-    let program =
-        compile(&json!({"defaultAction": "SCMP_ACT_KILL", "syscalls": rules})).unwrap();
+    let program = compile(&json!({"defaultAction": "SCMP_ACT_KILL", "syscalls": rules})).unwrap();
     assert!(program.len() > 300);
     assert_eq!(x86_64(&program, "ioctl", [0, 79, 0, 0, 0, 0]), RET_ALLOW);
-    assert_eq!(x86_64(&program, "ioctl", [0, 80, 0, 0, 0, 0]), RET_KILL_THREAD);
+    assert_eq!(
+        x86_64(&program, "ioctl", [0, 80, 0, 0, 0, 0]),
+        RET_KILL_THREAD
+    );
     assert_eq!(x86_64(&program, "read", [0; 6]), RET_ALLOW);
     assert_eq!(x86_64(&program, "write", [0; 6]), RET_KILL_THREAD);
 }
@@ -158,20 +204,37 @@ fn long_blocks_use_a_long_jump() {
 #[test]
 fn what_cannot_be_expressed_is_named() {
     for (profile, expected) in [
-        (json!({"defaultAction": "SCMP_ACT_NOTIFY"}), "SCMP_ACT_NOTIFY"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x"}), "listenerPath"),
+        (
+            json!({"defaultAction": "SCMP_ACT_NOTIFY"}),
+            "SCMP_ACT_NOTIFY",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x"}),
+            "listenerPath",
+        ),
         (json!({"defaultAction": "SCMP_ACT_BOGUS"}), "unknown action"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NEW_LISTENER"]}),
-         "flags"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]}),
-         "unknown architecture"),
-        (json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000}), "errnoRet"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NEW_LISTENER"]}),
+            "flags",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]}),
+            "unknown architecture",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000}),
+            "errnoRet",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
                 "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}),
-         "index 6"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
+            "index 6",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
                 "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_XX"}]}]}),
-         "not a valid seccomp profile"),
+            "not a valid seccomp profile",
+        ),
     ] {
         let err = compile(&profile).unwrap_err();
         assert!(err.message.contains(expected), "{}", err.message);
@@ -206,8 +269,8 @@ fn the_kernel_applies_a_compiled_program() {
     }))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let target = std::ffi::CString::new(dir.path().join("d").into_os_string().into_encoded_bytes())
-        .unwrap();
+    let target =
+        std::ffi::CString::new(dir.path().join("d").into_os_string().into_encoded_bytes()).unwrap();
     // SAFETY: the child makes system calls only, then `_exit`s.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {

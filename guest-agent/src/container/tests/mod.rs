@@ -6,6 +6,7 @@
 
 mod errors;
 mod run;
+mod security;
 
 use crate::container::Reaper;
 use crate::protocol::*;
