@@ -24,7 +24,7 @@ pub fn features_json() -> Value {
         "mountOptions": [],
         "linux": {
             "namespaces": ["mount", "uts", "ipc"],
-            "capabilities": security::NAMES,
+            "capabilities": &security::NAMES[..],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {
                 "enabled": true,
