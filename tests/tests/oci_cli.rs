@@ -102,6 +102,37 @@ impl World {
             .unwrap()
     }
 
+    /// `husk create` of `bundle` as `id` with a pid file, the container's stdout and
+    /// stderr going to files; gives back the pid and the two files.
+    fn create_logged(&self, bundle: &Bundle, id: &str, stdin: Stdio) -> (i32, PathBuf, PathBuf) {
+        let out_path = self.dir.join(format!("{id}.stdout"));
+        let err_path = self.dir.join(format!("{id}.stderr"));
+        let pid_file = self.dir.join(format!("{id}.pid"));
+        let status = self
+            .husk()
+            .args(["create", "--bundle"])
+            .arg(&bundle.dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(stdin)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "create: {}",
+            std::fs::read_to_string(&err_path).unwrap()
+        );
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (pid, out_path, err_path)
+    }
+
     fn create_ok(&self, args: &[&str]) {
         let (ok, err) = self.create(args);
         assert!(ok, "husk create {args:?}: {err}");
@@ -178,32 +209,8 @@ fn lifecycle_output_exit_code_and_clean_delete() {
         &["sh", "-c", "read x; echo got $x; echo err >&2; exit 7"],
         false,
     );
-    let out_path = world.dir.join("stdout");
-    let err_path = world.dir.join("stderr");
-    let pid_file = world.dir.join("pid");
     let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let status = world
-        .husk()
-        .args(["create", "--bundle"])
-        .arg(&bundle.dir)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg("c1")
-        .stdin(Stdio::from(stdin_read))
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "create: {}",
-        std::fs::read_to_string(&err_path).unwrap()
-    );
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (pid, out_path, err_path) = world.create_logged(&bundle, "c1", Stdio::from(stdin_read));
     let state = world.state("c1");
     assert_eq!(state["status"], "created");
     assert_eq!(state["pid"], pid);
@@ -643,27 +650,7 @@ fn process_and_security_fields_are_applied() {
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
     });
     bundle.write_config(&config);
-    let out_path = world.dir.join("stdout");
-    let pid_file = world.dir.join("pid");
-    let status = world
-        .husk()
-        .args(["create", "--bundle"])
-        .arg(&bundle.dir)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg("s1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(world.dir.join("stderr")).unwrap())
-        .status()
-        .unwrap();
-    let stderr = std::fs::read_to_string(world.dir.join("stderr")).unwrap();
-    assert!(status.success(), "create: {stderr}");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (pid, out_path, _) = world.create_logged(&bundle, "s1", Stdio::null());
     world.ok(&["start", "s1"]);
     let out = wait_for_text(&out_path, "done\n", std::time::Duration::from_secs(60));
     // Root's execve would raise the permitted and effective sets to the bounding set;
