@@ -102,6 +102,37 @@ impl World {
             .unwrap()
     }
 
+    /// `husk create` of `bundle` as `id` with a pid file, the container's stdout and
+    /// stderr going to files; gives back the pid and the two files.
+    fn create_logged(&self, bundle: &Bundle, id: &str, stdin: Stdio) -> (i32, PathBuf, PathBuf) {
+        let out_path = self.dir.join(format!("{id}.stdout"));
+        let err_path = self.dir.join(format!("{id}.stderr"));
+        let pid_file = self.dir.join(format!("{id}.pid"));
+        let status = self
+            .husk()
+            .args(["create", "--bundle"])
+            .arg(&bundle.dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(stdin)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "create: {}",
+            std::fs::read_to_string(&err_path).unwrap()
+        );
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (pid, out_path, err_path)
+    }
+
     fn create_ok(&self, args: &[&str]) {
         let (ok, err) = self.create(args);
         assert!(ok, "husk create {args:?}: {err}");
@@ -178,32 +209,8 @@ fn lifecycle_output_exit_code_and_clean_delete() {
         &["sh", "-c", "read x; echo got $x; echo err >&2; exit 7"],
         false,
     );
-    let out_path = world.dir.join("stdout");
-    let err_path = world.dir.join("stderr");
-    let pid_file = world.dir.join("pid");
     let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-    let status = world
-        .husk()
-        .args(["create", "--bundle"])
-        .arg(&bundle.dir)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg("c1")
-        .stdin(Stdio::from(stdin_read))
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "create: {}",
-        std::fs::read_to_string(&err_path).unwrap()
-    );
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (pid, out_path, err_path) = world.create_logged(&bundle, "c1", Stdio::from(stdin_read));
     let state = world.state("c1");
     assert_eq!(state["status"], "created");
     assert_eq!(state["pid"], pid);
@@ -666,4 +673,101 @@ fn mounts_binds_devices_and_masked_paths() {
         !mountinfo.contains(world.dir.to_str().unwrap()),
         "a mount of the share is visible on the host: {mountinfo}"
     );
+}
+
+/// What the container's script prints about itself (see
+/// `process_and_security_fields_are_applied`), for the first process and an exec.
+const SELF_REPORT: &str = "while read l; do case \"$l\" in \
+     CapBnd*|CapPrm*|CapEff*|NoNewPrivs*) echo \"$l\";; esac; done < /proc/self/status; \
+     echo nofile=$(ulimit -n); echo oom=$(cat /proc/self/oom_score_adj); \
+     echo mkdir=$(busybox mkdir /tmp/denied 2>&1); \
+     echo hi > /tmp/allowed && echo write=$(cat /tmp/allowed)";
+
+/// Polls `path` until it contains `marker`, for at most `limit`.
+fn wait_for_text(path: &Path, marker: &str, limit: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(marker) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn process_and_security_fields_are_applied() {
+    let world = World::new("procsec");
+    let script = format!(
+        "{SELF_REPORT}; echo domain=$(cat /proc/sys/kernel/domainname); \
+         echo shmmax=$(cat /proc/sys/kernel/shmmax); echo done; exec sleep 1000"
+    );
+    let bundle = world.bundle("b", &["sh", "-c", &script], false);
+    let mut config = spec(&["sh", "-c", &script], false);
+    config["domainname"] = "husk.example".into();
+    config["process"]["capabilities"] = serde_json::json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "inheritable": [],
+        "ambient": []
+    });
+    config["process"]["noNewPrivileges"] = true.into();
+    config["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1234, "hard": 2048}]);
+    config["process"]["oomScoreAdj"] = 123.into();
+    config["linux"]["namespaces"] =
+        serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+    config["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "12345678"});
+    config["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    bundle.write_config(&config);
+    let (pid, out_path, _) = world.create_logged(&bundle, "s1", Stdio::null());
+    world.ok(&["start", "s1"]);
+    let out = wait_for_text(&out_path, "done\n", std::time::Duration::from_secs(60));
+    // Root's execve would raise the permitted and effective sets to the bounding set;
+    // noNewPrivileges keeps them to what the process had.
+    let denied = "mkdir=mkdir: can't create directory '/tmp/denied': Operation not permitted";
+    for expected in [
+        "CapPrm:\t0000000000000021",
+        "CapEff:\t0000000000000021",
+        "CapBnd:\t0000000000000421",
+        "NoNewPrivs:\t1",
+        "nofile=1234",
+        "oom=123",
+        denied,
+        "write=hi",
+        "domain=husk.example",
+        "shmmax=12345678",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in:\n{out}");
+    }
+    // An exec'd process gets the container's filter, and the capabilities and
+    // noNewPrivileges `husk exec` takes from config.json.
+    let exec = world.ok(&["exec", "s1", "sh", "-c", SELF_REPORT]);
+    for expected in [
+        "CapEff:\t0000000000000021",
+        "NoNewPrivs:\t1",
+        denied,
+        "write=hi",
+    ] {
+        assert!(exec.contains(expected), "{expected:?} not in:\n{exec}");
+    }
+    world.ok(&["kill", "s1", "KILL"]);
+    wait_exit(pid);
+    world.ok(&["delete", "s1"]);
+    world.assert_clean("s1", &[pid]);
+
+    // A bad field is named at create, and leaves nothing behind.
+    config["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]);
+    bundle.write_config(&config);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "s2"]);
+    assert!(err.contains("RLIMIT_BOGUS"), "{err}");
+    world.assert_clean("s2", &[]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
 }

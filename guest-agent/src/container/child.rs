@@ -6,7 +6,10 @@
 //! the agent as a [`Stage`], an index (which mount, device or path of the stage) and an
 //! errno on the report pipe, then the child exits with [`SETUP_FAILED`].
 
+use super::limits::{write_sysctl, Sysctl};
 use super::rootfs::{apply as tree, RootfsPlan};
+use super::seccomp::Program;
+use super::security::{self, Security};
 use nix::errno::Errno;
 use nix::libc;
 use nix::mount::{mount, MsFlags};
@@ -80,6 +83,18 @@ pub enum Stage {
     Cwd,
     /// `execve`.
     Exec,
+    /// `setdomainname`.
+    Domainname,
+    /// Writing a `linux.sysctl`.
+    Sysctl,
+    /// Dropping capabilities from the bounding set, or `PR_SET_KEEPCAPS`.
+    Bounding,
+    /// `capset` or raising ambient capabilities.
+    Capabilities,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivileges,
+    /// Installing the seccomp filter.
+    Seccomp,
 }
 
 impl Stage {
@@ -113,6 +128,7 @@ impl Stage {
             Exec,
         ]
         .into_iter()
+        .chain(SECURITY_STAGES)
         .find(|s| *s as u32 == n)
     }
 }
@@ -128,6 +144,16 @@ pub struct Failure {
     pub errno: Errno,
 }
 
+/// The stages of the process and security fields (after `Exec` in number).
+const SECURITY_STAGES: [Stage; 6] = [
+    Stage::Domainname,
+    Stage::Sysctl,
+    Stage::Bounding,
+    Stage::Capabilities,
+    Stage::NoNewPrivileges,
+    Stage::Seccomp,
+];
+
 /// Where the process runs.
 #[derive(Debug)]
 pub enum Place<'a> {
@@ -140,6 +166,10 @@ pub enum Place<'a> {
         tree: &'a RootfsPlan,
         /// The hostname, set in a new UTS namespace.
         hostname: Option<&'a str>,
+        /// Namespaces unshared besides the mount namespace.
+        namespaces: CloneFlags,
+        /// The domain name, set in the new UTS namespace.
+        domainname: Option<&'a str>,
     },
     /// Another process in a running container: the namespaces and root directory of
     /// the container's first process.
@@ -148,6 +178,8 @@ pub enum Place<'a> {
         mnt: BorrowedFd<'a>,
         /// `/proc/<pid>/ns/uts`.
         uts: BorrowedFd<'a>,
+        /// `/proc/<pid>/ns/ipc`.
+        ipc: BorrowedFd<'a>,
         /// `/proc/<pid>/root`.
         root: BorrowedFd<'a>,
     },
@@ -186,6 +218,12 @@ pub struct Plan<'a> {
     pub argv: &'a [*const c_char],
     /// `envp`, null-terminated.
     pub envp: &'a [*const c_char],
+    /// `linux.sysctl`, written by a container's first process.
+    pub sysctl: &'a [Sysctl],
+    /// Capabilities and `noNewPrivileges`.
+    pub security: Security,
+    /// The seccomp filter.
+    pub seccomp: Option<&'a Program>,
 }
 
 /// The child's life after `fork`: setup, report, wait for the start, exec.
@@ -201,10 +239,13 @@ pub fn run(plan: &Plan<'_>) -> ! {
                     _ => exit_now(NEVER_STARTED),
                 }
             }
-            Failure {
-                stage: Stage::Exec,
-                index: 0,
-                errno: exec(plan),
+            match plan.seccomp {
+                // With `noNewPrivileges`, as late as possible (runc's order).
+                Some(filter) if plan.security.no_new_privileges => match filter.install() {
+                    Ok(()) => at(Stage::Exec)(exec(plan)),
+                    Err(e) => at(Stage::Seccomp)(e),
+                },
+                _ => at(Stage::Exec)(exec(plan)),
             }
         }
         Err(failed) => failed,
@@ -258,12 +299,10 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             rootfs,
             tree,
             hostname,
+            namespaces,
+            domainname,
         } => {
-            let mut flags = CloneFlags::CLONE_NEWNS;
-            if hostname.is_some() {
-                flags |= CloneFlags::CLONE_NEWUTS;
-            }
-            unshare(flags).map_err(at(Stage::Namespaces))?;
+            unshare(CloneFlags::CLONE_NEWNS | *namespaces).map_err(at(Stage::Namespaces))?;
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
                 .map_err(at(Stage::Private))?;
@@ -274,23 +313,65 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             if let Some(name) = hostname {
                 sethostname(name).map_err(at(Stage::Hostname))?;
             }
+            if let Some(name) = domainname {
+                setdomainname(name).map_err(at(Stage::Domainname))?;
+            }
         }
-        Place::Enter { mnt, uts, root } => {
+        Place::Enter {
+            mnt,
+            uts,
+            ipc,
+            root,
+        } => {
             setns(mnt, CloneFlags::CLONE_NEWNS).map_err(at(Stage::Namespaces))?;
             setns(uts, CloneFlags::CLONE_NEWUTS).map_err(at(Stage::Namespaces))?;
+            setns(ipc, CloneFlags::CLONE_NEWIPC).map_err(at(Stage::Namespaces))?;
             fchdir(root).map_err(at(Stage::Chroot))?;
             chroot(c".").map_err(at(Stage::Chroot))?;
             chdir(c"/").map_err(at(Stage::Chroot))?;
         }
     }
+    if matches!(plan.place, Place::New { .. }) {
+        for sysctl in plan.sysctl {
+            write_sysctl(sysctl).map_err(at(Stage::Sysctl))?;
+        }
+    }
     chdir(plan.cwd).map_err(at(Stage::Cwd))?;
-    setgroups(plan.groups).map_err(at(Stage::Groups))?;
-    setgid(plan.gid).map_err(at(Stage::Gid))?;
-    setuid(plan.uid).map_err(at(Stage::Uid))?;
+    credentials(plan)?;
     if let Some(mask) = plan.umask {
         umask(mask);
     }
     Ok(())
+}
+
+/// Groups, gid and uid, with the capabilities and security settings around them in
+/// runc's order (see [`security`](super::security)). Without `noNewPrivileges` the
+/// seccomp filter needs `CAP_SYS_ADMIN`, so it comes first.
+fn credentials(plan: &Plan<'_>) -> Result<(), Failure> {
+    let security = &plan.security;
+    if let Some(filter) = plan.seccomp.filter(|_| !security.no_new_privileges) {
+        filter.install().map_err(at(Stage::Seccomp))?;
+    }
+    if let Some(caps) = &security.capabilities {
+        security::before_setuid(caps, security.last_cap).map_err(at(Stage::Bounding))?;
+    }
+    setgroups(plan.groups).map_err(at(Stage::Groups))?;
+    setgid(plan.gid).map_err(at(Stage::Gid))?;
+    setuid(plan.uid).map_err(at(Stage::Uid))?;
+    if let Some(caps) = &security.capabilities {
+        security::capset(caps).map_err(at(Stage::Capabilities))?;
+    }
+    if security.no_new_privileges {
+        security::no_new_privileges().map_err(at(Stage::NoNewPrivileges))?;
+    }
+    Ok(())
+}
+
+/// `setdomainname(2)` (nix has no wrapper).
+fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `len` bytes of `name`, which lives for the call.
+    let done = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(done).map(drop)
 }
 
 /// Default dispositions and an empty mask: the agent blocks signals in all threads

@@ -17,13 +17,18 @@
 pub mod cgroup;
 pub mod child;
 mod control;
+pub mod isolation;
+pub mod limits;
 pub mod reaper;
 pub mod relay;
 pub mod rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod spawn;
 pub mod spec;
 pub mod stats;
 pub mod stdio;
+mod syscalls;
 
 pub use reaper::Reaper;
 
@@ -71,6 +76,8 @@ struct Container {
     paused: Mutex<bool>,
     /// The `oom_kill` count last reported by `oom_event`.
     oom_reported: AtomicU64,
+    /// `linux.seccomp`, compiled, for exec'd processes too.
+    seccomp: Option<Arc<seccomp::Program>>,
 }
 
 /// A process of a container.
@@ -200,6 +207,7 @@ impl Containers {
             return Err(exists());
         }
         let (launch, hostname) = spec::parse_bundle(spec)?;
+        let setup = isolation::container_setup(spec, hostname.is_some())?;
         if !rootfs.is_absolute() || !rootfs.is_dir() {
             return Err(AgentError::new(
                 ErrorCode::InvalidArgument,
@@ -223,6 +231,7 @@ impl Containers {
             rootfs,
             hostname: hostname.as_deref(),
             tree: &tree,
+            setup: &setup,
         };
         // The held process joins the cgroup before it may exec. On failure it ends
         // when its start pipe closes, outside the cgroup, which goes at once.
@@ -249,6 +258,7 @@ impl Containers {
             cgroup,
             paused: Mutex::new(false),
             oom_reported: AtomicU64::new(0),
+            seccomp: setup.seccomp.clone(),
         });
         let mut table = lock(&self.table);
         if table.contains_key(id) {
@@ -354,6 +364,7 @@ impl Containers {
         let launch = spec::parse_process(process)?;
         let place = Where::Enter {
             init: container.init.pid,
+            seccomp: container.seccomp.as_deref(),
         };
         let paused = lock(&container.paused);
         if *paused {

@@ -6,8 +6,11 @@
 //! after the start means `execve` succeeded).
 
 use super::child::{self, Failure, Plan, Stage, RECORD_LEN};
+use super::isolation::ContainerSetup;
+use super::limits;
 use super::reaper::Reaper;
 use super::rootfs::RootfsPlan;
+use super::seccomp::Program;
 use super::spec::Launch;
 use super::stdio::ChildStdio;
 use crate::protocol::{AgentError, ErrorCode};
@@ -35,11 +38,15 @@ pub enum Where<'a> {
         hostname: Option<&'a str>,
         /// Its mounts, devices, masked and read-only paths.
         tree: &'a RootfsPlan,
+        /// Namespaces, domain name, sysctls and seccomp.
+        setup: &'a ContainerSetup,
     },
     /// The container whose first process is `init`.
     Enter {
         /// The container's first process.
         init: Pid,
+        /// The container's seccomp filter.
+        seccomp: Option<&'a Program>,
     },
 }
 
@@ -66,12 +73,13 @@ pub fn spawn(
     let (start_r, start_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let rootfs_c;
-    let entered: [OwnedFd; 3];
-    let (place_plan, mut keep) = match place {
+    let entered: [OwnedFd; 4];
+    let (place_plan, mut keep, sysctl, seccomp) = match place {
         Where::New {
             rootfs,
             hostname,
             tree,
+            setup,
         } => {
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
@@ -80,10 +88,12 @@ pub fn spawn(
                 rootfs: &rootfs_c,
                 tree,
                 hostname,
+                namespaces: setup.namespaces,
+                domainname: setup.domainname.as_deref(),
             };
-            (plan, vec![])
+            (plan, vec![], &setup.sysctl[..], setup.seccomp.as_deref())
         }
-        Where::Enter { init } => {
+        Where::Enter { init, seccomp } => {
             let ns = |name: &str, flags: OFlag| {
                 let path = format!("/proc/{init}/{name}");
                 open(path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
@@ -96,14 +106,17 @@ pub fn spawn(
             entered = [
                 ns("ns/mnt", OFlag::O_RDONLY)?,
                 ns("ns/uts", OFlag::O_RDONLY)?,
+                ns("ns/ipc", OFlag::O_RDONLY)?,
                 ns("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?,
             ];
             let plan = child::Place::Enter {
                 mnt: entered[0].as_fd(),
                 uts: entered[1].as_fd(),
-                root: entered[2].as_fd(),
+                ipc: entered[2].as_fd(),
+                root: entered[3].as_fd(),
             };
-            (plan, entered.iter().map(|fd| fd.as_raw_fd()).collect())
+            let keep = entered.iter().map(|fd| fd.as_raw_fd()).collect();
+            (plan, keep, &[][..], seccomp)
         }
     };
     keep.extend([start_r.as_raw_fd(), report_w.as_raw_fd()]);
@@ -141,6 +154,9 @@ pub fn spawn(
         candidates: &launch.candidates,
         argv: &argv,
         envp: &envp,
+        sysctl,
+        security: launch.setup.security,
+        seccomp,
     };
     let pid = reaper
         .spawn_tracked(|| {
@@ -169,7 +185,11 @@ pub fn spawn(
         Some(Failure {
             stage: Stage::Ready,
             ..
-        }) => Ok((pid, held)),
+        }) => {
+            // On failure the held child ends as `held` is dropped.
+            limits::apply(pid, &launch.setup.rlimits, launch.setup.oom_score_adj)?;
+            Ok((pid, held))
+        }
         Some(failed) => Err(held.failure(failed, launch, place)),
         None => Err(AgentError::new(
             ErrorCode::Internal,
@@ -204,6 +224,14 @@ impl Held {
                     format!("exec {:?}: {}{searched}", self.program, errno.desc()),
                 ))
             }
+            Ok(Some(Failure {
+                stage: Stage::Seccomp,
+                errno,
+                ..
+            })) => Err(AgentError::new(
+                ErrorCode::InvalidArgument,
+                format!("linux.seccomp: installing the filter: {}", errno.desc()),
+            )),
             Ok(Some(Failure { stage, errno, .. })) => Err(AgentError::new(
                 ErrorCode::Internal,
                 format!(
@@ -227,7 +255,7 @@ impl Held {
         } = failed;
         let rootfs = match place {
             Where::New { rootfs, .. } => rootfs.display().to_string(),
-            Where::Enter { init } => format!("/proc/{init}/root"),
+            Where::Enter { init, .. } => format!("/proc/{init}/root"),
         };
         let tree = match place {
             Where::New { tree, .. } => Some(tree),
@@ -269,6 +297,18 @@ impl Held {
             Stage::Uid => format!("setuid {}", launch.uid),
             Stage::Cwd => format!("chdir to cwd {:?}", launch.cwd),
             Stage::Exec | Stage::Ready => format!("exec {:?}", self.program),
+            Stage::Domainname => "setting the domainname".to_owned(),
+            Stage::Sysctl => match place {
+                Where::New { setup, .. } => format!(
+                    "linux.sysctl: writing one of {:?}",
+                    setup.sysctl.iter().map(|s| &s.name).collect::<Vec<_>>()
+                ),
+                Where::Enter { .. } => "linux.sysctl".to_owned(),
+            },
+            Stage::Bounding => "process.capabilities: dropping from the bounding set".to_owned(),
+            Stage::Capabilities => "process.capabilities: capset or ambient raise".to_owned(),
+            Stage::NoNewPrivileges => "process.noNewPrivileges: PR_SET_NO_NEW_PRIVS".to_owned(),
+            Stage::Seccomp => "linux.seccomp: installing the filter".to_owned(),
         };
         let code = match stage {
             Stage::Cwd
@@ -279,7 +319,12 @@ impl Held {
             | Stage::Mount
             | Stage::Device
             | Stage::Masked
-            | Stage::Readonly => ErrorCode::InvalidArgument,
+            | Stage::Readonly
+            | Stage::Domainname
+            | Stage::Sysctl
+            | Stage::Bounding
+            | Stage::Capabilities
+            | Stage::Seccomp => ErrorCode::InvalidArgument,
             _ => ErrorCode::Internal,
         };
         AgentError::new(code, format!("{doing}: {}", errno.desc()))

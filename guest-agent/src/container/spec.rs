@@ -3,6 +3,7 @@
 //! Only the fields listed here are read; every other field of `config.json` is
 //! ignored (see `docs/protocol.md`, *What the agent applies*).
 
+use super::isolation::{self, ProcessFields, ProcessSetup};
 use crate::protocol::{AgentError, ErrorCode};
 use serde::Deserialize;
 use std::ffi::CString;
@@ -35,6 +36,9 @@ struct ProcessSpec {
     #[serde(default)]
     env: Vec<String>,
     cwd: Option<String>,
+    /// Capabilities, rlimits and the other security fields.
+    #[serde(flatten)]
+    isolation: ProcessFields,
 }
 
 /// OCI `process.consoleSize`.
@@ -87,6 +91,8 @@ pub struct Launch {
     pub additional_gids: Vec<u32>,
     /// The file mode creation mask, if set.
     pub umask: Option<u32>,
+    /// Capabilities, `noNewPrivileges`, rlimits, `oomScoreAdj`.
+    pub setup: ProcessSetup,
 }
 
 /// The container's process and hostname from a `config.json`.
@@ -161,6 +167,7 @@ fn launch(process: ProcessSpec) -> Result<Launch, AgentError> {
         gid: process.user.gid,
         additional_gids: process.user.additional_gids,
         umask: process.user.umask,
+        setup: isolation::process_setup(process.isolation)?,
     })
 }
 

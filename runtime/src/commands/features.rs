@@ -1,14 +1,16 @@
 //! `husk features`: what this runtime supports, in runc's `features` JSON.
 //!
 //! Only what husk applies is claimed. The agent (docs/protocol.md, "What the agent
-//! applies") sets up a mount and a UTS namespace, the process's args, env, cwd,
-//! terminal, user and umask, and the hostname, and a cgroup v2 per container in the
-//! guest (`linux.resources` memory, cpu, cpuset and pids), and the spec's mounts
-//! (`mountOptions`: the agent's option table); hooks, capabilities, seccomp and LSM
+//! applies") sets up a mount, UTS and IPC namespace, the process's args, env, cwd,
+//! terminal, user, umask, capabilities, rlimits, noNewPrivileges and oomScoreAdj,
+//! the hostname and domainname, sysctls, a seccomp filter (x86_64 rules), the spec's
+//! mounts (`mountOptions`: the agent's option table) and a cgroup v2 per container
+//! in the guest (`linux.resources` memory, cpu, cpuset and pids); hooks and LSM
 //! labels are not applied yet, so none are listed.
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
+use husk_agent::container::{seccomp, security};
 use serde_json::{json, Value};
 
 /// The oldest OCI runtime-spec version husk accepts.
@@ -22,10 +24,17 @@ pub fn features_json() -> Value {
         "hooks": [],
         "mountOptions": husk_agent::container::rootfs::options::KNOWN,
         "linux": {
-            "namespaces": ["mount", "uts"],
-            "capabilities": [],
+            "namespaces": ["mount", "uts", "ipc"],
+            "capabilities": &security::NAMES[..],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::ACTIONS,
+                "operators": seccomp::OPERATORS,
+                "archs": ["SCMP_ARCH_X86_64"],
+                "knownFlags": seccomp::FLAGS,
+                "supportedFlags": seccomp::FLAGS
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
@@ -63,6 +72,11 @@ mod tests {
         let text = features_json().to_string();
         let parsed: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed.oci_version_min(), OCI_VERSION_MIN);
+        let linux = parsed.linux().as_ref().unwrap();
+        let caps = linux.capabilities().as_ref().unwrap();
+        assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"), "{caps:?}");
+        let seccomp = linux.seccomp().as_ref().unwrap();
+        assert_eq!(seccomp.enabled(), &Some(true));
         let annotations = features_json()["annotations"].clone();
         assert!(annotations.get(ANNOTATION_VCPUS).is_some());
         assert!(annotations.get(ANNOTATION_MEMORY).is_some());

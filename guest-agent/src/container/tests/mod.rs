@@ -7,6 +7,7 @@
 mod errors;
 mod mounts;
 mod run;
+mod security;
 
 use crate::container::Reaper;
 use crate::protocol::*;
