@@ -2,6 +2,9 @@
 //! their exits.
 //!
 //! - [`spec`]: the OCI fields applied, validated.
+//! - [`isolation`]: the process and security fields gathered before `fork`:
+//!   [`security`] (capabilities, noNewPrivileges), [`limits`] (rlimits, oomScoreAdj,
+//!   sysctl), [`seccomp`] (the profile compiled to BPF, with the `syscalls` table).
 //! - [`spawn`] and [`child`]: forking a process held before `execve`.
 //! - [`reaper`]: reaping children, exit statuses.
 //! - [`stdio`]: pipes or a terminal per process, handed to stream relays.
