@@ -3,6 +3,9 @@
 //!
 //! - [`spec`]: the OCI fields applied, validated.
 //! - [`rootfs`]: the container's tree: mounts, devices, masked and read-only paths.
+//! - [`isolation`]: the process and security fields gathered before `fork`:
+//!   [`security`] (capabilities, noNewPrivileges), [`limits`] (rlimits, oomScoreAdj,
+//!   sysctl), [`seccomp`] (the profile compiled to BPF, with the `syscalls` table).
 //! - [`spawn`] and [`child`]: forking a process held before `execve`.
 //! - [`reaper`]: reaping children, exit statuses.
 //! - [`stdio`]: pipes or a terminal per process, handed to stream relays.
