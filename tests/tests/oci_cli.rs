@@ -655,7 +655,7 @@ fn mounts_binds_devices_and_masked_paths() {
         std::fs::read_to_string(host.join("hosts")).unwrap(),
         "10.88.0.7 box\n"
     );
-    world.ok(&["delete", "m1"]);
+    // `run` deleted the container when it exited.
     world.assert_clean("m1", &[]);
 
     // A bind of a host path that does not exist: named, and nothing is left.

@@ -164,6 +164,9 @@ pub enum Place<'a> {
         rootfs: &'a CStr,
         /// Its mounts, devices, masked and read-only paths.
         tree: &'a RootfsPlan,
+        /// The terminal's path in the agent's `/dev/pts`, for `/dev/console` (a
+        /// descriptor cannot be the source: its mount is in the agent's namespace).
+        console: Option<&'a CStr>,
         /// The hostname, set in a new UTS namespace.
         hostname: Option<&'a str>,
         /// Namespaces unshared besides the mount namespace.
@@ -299,6 +302,7 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             rootfs,
             tree,
             hostname,
+            console,
             namespaces,
             domainname,
         } => {
@@ -306,8 +310,7 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
                 .map_err(at(Stage::Private))?;
-            let console = plan.pty.then_some(0);
-            tree::build(tree, rootfs, console)?;
+            tree::build(tree, rootfs, *console)?;
             tree::change_root(rootfs)?;
             tree::finish(tree)?;
             if let Some(name) = hostname {

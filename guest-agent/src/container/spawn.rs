@@ -73,6 +73,7 @@ pub fn spawn(
     let (start_r, start_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let rootfs_c;
+    let console_c;
     let entered: [OwnedFd; 4];
     let (place_plan, mut keep, sysctl, seccomp) = match place {
         Where::New {
@@ -84,10 +85,15 @@ pub fn spawn(
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
             })?;
+            console_c = match &stdio {
+                ChildStdio::Pty(slave) => Some(terminal_path(slave.as_fd())?),
+                ChildStdio::Pipes { .. } => None,
+            };
             let plan = child::Place::New {
                 rootfs: &rootfs_c,
                 tree,
                 hostname,
+                console: console_c.as_deref(),
                 namespaces: setup.namespaces,
                 domainname: setup.domainname.as_deref(),
             };
@@ -329,6 +335,19 @@ impl Held {
         };
         AgentError::new(code, format!("{doing}: {}", errno.desc()))
     }
+}
+
+/// The path of a terminal's descriptor (`/dev/pts/N` in the agent's namespace).
+fn terminal_path(fd: std::os::fd::BorrowedFd<'_>) -> Result<CString, AgentError> {
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let path = std::fs::read_link(&link).map_err(|e| {
+        AgentError::new(
+            ErrorCode::Internal,
+            format!("the terminal's path ({link}): {e}"),
+        )
+    })?;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| AgentError::new(ErrorCode::Internal, "the terminal's path has a NUL byte"))
 }
 
 /// A null-terminated array of pointers to `strings`, valid while `strings` lives.

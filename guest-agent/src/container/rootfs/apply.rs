@@ -205,8 +205,8 @@ fn remount_readonly(fd: &OwnedFd) -> Result<(), Errno> {
 }
 
 /// Builds the tree on `rootfs` (in a new, private mount namespace) up to the change
-/// of root; `console` is the terminal for `/dev/console`.
-pub fn build(plan: &RootfsPlan, rootfs: &CStr, console: Option<RawFd>) -> Result<(), Failure> {
+/// of root; `console` is the terminal's path for `/dev/console`.
+pub fn build(plan: &RootfsPlan, rootfs: &CStr, console: Option<&CStr>) -> Result<(), Failure> {
     let none = None::<&CStr>;
     let rec_bind = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(rootfs), rootfs, none, rec_bind, none).map_err(fail(Stage::RootBind, 0))?;
@@ -227,7 +227,7 @@ pub fn build(plan: &RootfsPlan, rootfs: &CStr, console: Option<RawFd>) -> Result
 fn build_in(
     plan: &RootfsPlan,
     root: BorrowedFd<'_>,
-    console: Option<RawFd>,
+    console: Option<&CStr>,
 ) -> Result<(), Failure> {
     for (i, m) in plan.mounts.iter().enumerate() {
         let at = fail(Stage::Mount, i);
@@ -265,7 +265,7 @@ fn build_in(
                 Err(e) => return Err(fail(Stage::DevLinks, i)(e)),
             }
         }
-        if let Some(fd) = console {
+        if let Some(terminal) = console {
             let at = fail(Stage::Console, 0);
             let target = open_in(root, c"dev/console", OFlag::O_PATH);
             let target = match target {
@@ -284,8 +284,7 @@ fn build_in(
                 }
                 Err(e) => return Err(at(e)),
             };
-            let source = FdPath::new(fd);
-            mount_at(Some(source.get()), &target, None, MsFlags::MS_BIND, None).map_err(&at)?;
+            mount_at(Some(terminal), &target, None, MsFlags::MS_BIND, None).map_err(&at)?;
         }
     }
     for (i, path) in plan.masked.iter().enumerate() {

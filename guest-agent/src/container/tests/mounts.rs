@@ -144,3 +144,28 @@ fn exec_sees_the_tree_of_the_container() {
     assert_eq!(client.wait("ex", None).unwrap(), killed(9));
     assert!(!rootfs.0.join("work/f").exists());
 }
+
+#[test]
+fn a_terminal_is_bound_onto_dev_console() {
+    let rootfs = Rootfs::new(true);
+    let ctx = agent();
+    let mut client = Client::new(&ctx);
+    let mut spec = spec(&[
+        "sh",
+        "-c",
+        "test -c /dev/console && echo console; echo done",
+    ]);
+    spec["process"]["terminal"] = json!(true);
+    spec["mounts"] = json!([
+        {"destination": "/proc", "type": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "options": ["mode=755"]},
+        {"destination": "/dev/pts", "type": "devpts",
+         "options": ["newinstance", "ptmxmode=0666", "mode=0620"]},
+    ]);
+    client.create("con", spec, rootfs.path()).unwrap();
+    let pty = stream(&ctx, "con", None, StdioStream::Pty).unwrap();
+    client.start("con").unwrap();
+    let out = read_all(pty);
+    assert!(out.contains("console\r\ndone\r\n"), "{out:?}");
+    assert_eq!(client.wait("con", None).unwrap(), exited(0));
+}
