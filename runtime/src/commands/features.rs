@@ -3,8 +3,8 @@
 //! Only what husk applies is claimed. The agent (docs/protocol.md, "What the agent
 //! applies") sets up a mount and a UTS namespace, the process's args, env, cwd,
 //! terminal, user and umask, and the hostname, and a cgroup v2 per container in the
-//! guest (`linux.resources` memory, cpu, cpuset and pids); mounts, hooks,
-//! capabilities, seccomp and LSM labels are not applied yet, so none are listed.
+//! guest (`linux.resources` memory, cpu, cpuset and pids); hooks run on the host.
+//! Mounts, capabilities, seccomp and LSM labels are not applied yet, so none are listed.
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
@@ -18,7 +18,8 @@ pub fn features_json() -> Value {
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": crate::state::OCI_VERSION,
-        "hooks": [],
+        // Run on the host (src/hooks.rs).
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [],
         "linux": {
             "namespaces": ["mount", "uts"],
