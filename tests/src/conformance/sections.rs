@@ -172,8 +172,7 @@ fn spec_for(id: &str, opts: &Options) -> Result<Value, String> {
             spec["linux"]["resources"] = json!({
                 "memory": { "limit": 67_108_864, "reservation": 33_554_432 },
                 "cpu": { "shares": 512, "quota": 50_000, "period": 100_000, "cpus": "0", "mems": "0" },
-                "pids": { "limit": 64 },
-                "blockIO": { "weight": 500 }
+                "pids": { "limit": 64 }
             })
         }
         "seccomp" => {

@@ -111,8 +111,8 @@ fn mounts(cfg: &Value, table: &[MountInfo], r: &mut Report) {
         // The file system's mode option (the kernel leaves tmpfs's default, 1777,
         // out; runc chmods a tmpfs's root back to the mount point's mode, so the
         // option, not the directory, is compared).
-        let modes = options.iter().filter_map(|o| o.strip_prefix("mode="));
-        if let Some(want) = modes.filter(|_| kind == "tmpfs").last() {
+        let mut modes = options.iter().filter_map(|o| o.strip_prefix("mode="));
+        if let Some(want) = modes.rfind(|_| kind == "tmpfs") {
             let want = want.trim_start_matches('0');
             let got = found
                 .super_opts

@@ -78,8 +78,10 @@ fn env(p: &Value, r: &mut Report) {
 }
 
 fn user(u: &Value, r: &mut Report) {
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    // SAFETY: likewise getgid.
+    let gid = unsafe { libc::getgid() };
     r.expect_eq("process.user.uid", u["uid"].as_u64(), Some(uid.into()));
     r.expect_eq("process.user.gid", u["gid"].as_u64(), Some(gid.into()));
     let mut groups = vec![0 as libc::gid_t; 256];

@@ -14,11 +14,10 @@ pub fn hostname(cfg: &Value, r: &mut Report) {
         r.fail("hostname", errno());
         return;
     }
-    // SAFETY: uname NUL-terminates its fields.
     let text = |f: &[libc::c_char]| {
-        unsafe { CStr::from_ptr(f.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        // SAFETY: uname NUL-terminates its fields, which live as long as `uts`.
+        let field = unsafe { CStr::from_ptr(f.as_ptr()) };
+        field.to_string_lossy().into_owned()
     };
     for (key, got) in [
         ("hostname", text(&uts.nodename)),
@@ -65,7 +64,10 @@ pub fn namespaces(cfg: &Value, host_ns: &[String], r: &mut Report) {
         match (host, mine) {
             (_, Err(e)) => r.fail(&name, format!("/proc/self/ns/{proc_name}: {e}")),
             (None, Ok(_)) => r.skip(&name, "the host's inode was not given"),
-            (Some(h), Ok(m)) if h == m => r.fail(&name, "the host's namespace"),
+            (Some(h), Ok(m)) if h == m => r.fail(
+                &name,
+                "the same inode as the runtime's: the kernel's initial namespace",
+            ),
             (Some(_), Ok(_)) => r.ok(&name),
         }
     }
@@ -128,7 +130,7 @@ pub fn cgroups(cfg: &Value, r: &mut Report) {
     let dir = match cgroup_dir() {
         Ok(d) => d,
         Err(e) => {
-            r.skip("linux.resources", e);
+            r.fail("linux.resources", e);
             return;
         }
     };
