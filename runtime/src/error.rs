@@ -83,6 +83,9 @@ pub enum RuntimeError {
     /// The sandbox part that would carry this out is not written yet.
     #[error("not implemented yet: {0}")]
     NotImplemented(String),
+    /// An OCI hook is invalid or failed (create and start phases).
+    #[error("hook: {0}")]
+    Hook(#[from] crate::hooks::HookError),
     /// The sandbox process or the VM failed.
     #[error("sandbox: {0}")]
     Sandbox(String),

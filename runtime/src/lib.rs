@@ -3,7 +3,7 @@
 //! Organised by lifecycle verb: [`cli`] (the command line), [`commands`] (one module
 //! per command), [`state`] (the store under `--root`), [`bundle`] (config.json),
 //! [`config`] (`/etc/husk/config.toml` and per-container VM settings),
-//! [`logging`] (runc-style log lines), [`error`], [`sandbox`] (the process that owns
+//! [`logging`] (runc-style log lines), [`error`], [`hooks`] (OCI hooks, on the host), [`sandbox`] (the process that owns
 //! a container's microVM) and [`agent`] (the client of the in-guest agent).
 
 pub mod agent;
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod logging;
 pub mod network;
 pub mod sandbox;

@@ -83,6 +83,7 @@ impl Env {
                 log_level: None,
             },
             systemd_cgroup: false,
+            hooks: None,
         };
         drop(store.create(&state).unwrap());
     }

@@ -4,6 +4,7 @@
 
 use containerd_shim::protos::ttrpc::{self, Code};
 use husk_runtime::error::RuntimeError;
+use husk_runtime::hooks::HookError;
 use std::path::PathBuf;
 
 /// Everything a Task API call can fail with.
@@ -115,12 +116,16 @@ fn runtime_code(e: &RuntimeError) -> Code {
         | RuntimeError::MalformedConfig { .. }
         | RuntimeError::InvalidBundle { .. }
         | RuntimeError::InvalidArgument(_)
-        | RuntimeError::InvalidAnnotation { .. } => Code::INVALID_ARGUMENT,
+        | RuntimeError::InvalidAnnotation { .. }
+        | RuntimeError::Hook(HookError::RelativePath { .. } | HookError::BadTimeout { .. }) => {
+            Code::INVALID_ARGUMENT
+        }
         RuntimeError::InvalidState(_) => Code::FAILED_PRECONDITION,
         RuntimeError::NotSupported(_) | RuntimeError::NotImplemented(_) => Code::UNIMPLEMENTED,
         RuntimeError::Config { .. }
         | RuntimeError::CorruptState { .. }
         | RuntimeError::Io { .. }
+        | RuntimeError::Hook(_)
         | RuntimeError::Sandbox(_) => Code::INTERNAL,
     }
 }

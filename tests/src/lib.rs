@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod busybox_image;
+pub mod conformance;
 pub mod console;
 pub mod containerd_daemon;
 pub mod guest_exec;

@@ -415,6 +415,47 @@ fn bad_input_is_named_and_leaves_nothing() {
     assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
 }
 
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_failing_create_hook_fails_create_and_leaves_nothing() {
+    let world = World::new("hook");
+    let bundle = world.bundle("b", &["true"], false);
+    let record = world.dir.join("records");
+    std::fs::create_dir_all(&record).unwrap();
+    let hook = |name: &str, status: i32| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}/{name}; exit {status}", record.display())],
+            "timeout": 30
+        })
+    };
+    let mut spec = spec(&["true"], false);
+    spec["hooks"] = serde_json::json!({
+        "createRuntime": [hook("createRuntime", 3)],
+        "poststop": [hook("poststop", 0)]
+    });
+    bundle.write_config(&spec);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "h1"]);
+    assert!(
+        err.contains("createRuntime hook 0") && err.contains("exit status: 3"),
+        "{err}"
+    );
+    // The hook ran with the sandbox up: its state names the sandbox process.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.join("createRuntime")).unwrap())
+            .unwrap();
+    assert_eq!(state["id"], "h1");
+    assert_eq!(state["status"], "creating");
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert!(pid > 0, "{state}");
+    // The spec goes on at delete after a failed create: poststop ran.
+    let post: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.join("poststop")).unwrap()).unwrap();
+    assert_eq!(post["status"], "stopped");
+    world.assert_clean("h1", &[pid]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+}
+
 /// The counter a container writes to its `/tmp/count` (on the virtio-fs root, so
 /// the host reads the file the guest writes); `None` while the file is being
 /// rewritten (empty) or not there yet.

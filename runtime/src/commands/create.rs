@@ -4,6 +4,7 @@ use crate::bundle::Bundle;
 use crate::cli::{CreateOpts, RunArgs};
 use crate::config::{HostLimits, HuskConfig};
 use crate::error::RuntimeError;
+use crate::hooks::{self, Phase};
 use crate::logging::now_rfc3339;
 use crate::sandbox::{self, CreateOptions};
 use crate::state::{validate_id, ContainerState, Status, Store};
@@ -11,8 +12,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Creates container `id` from its bundle: checks the id, the bundle and the
-/// configuration, records the state (`creating`), boots the sandbox and records
-/// `created`. On any failure nothing is left in the store.
+/// configuration, records the state (`creating`), boots the sandbox, runs the
+/// `prestart`, `createRuntime` and `createContainer` hooks and records `created`. On
+/// any failure nothing is left in the store (nor a sandbox).
 pub fn create(
     store: &Store,
     id: &str,
@@ -45,6 +47,9 @@ pub fn create_from_bundle(
         return Err(RuntimeError::AlreadyExists(id.to_string()));
     }
     let bundle = Bundle::load(bundle_dir)?;
+    if let Some(hooks) = bundle.spec.hooks() {
+        hooks::validate(hooks)?;
+    }
     let annotations: BTreeMap<String, String> = bundle
         .spec
         .annotations()
@@ -70,9 +75,18 @@ pub fn create_from_bundle(
         annotations,
         config,
         systemd_cgroup,
+        hooks: bundle.spec.hooks().clone(),
     };
     let _lock = store.create(&state)?;
     let booted = sandbox::create(store, &mut state, &bundle.spec, sandbox_opts).and_then(|()| {
+        // The sandbox is up and the process created, held before exec.
+        for phase in [
+            Phase::Prestart,
+            Phase::CreateRuntime,
+            Phase::CreateContainer,
+        ] {
+            hooks::run(&state, phase, Status::Creating)?;
+        }
         if state.status == Status::Creating {
             state.status = Status::Created;
         }
@@ -85,12 +99,14 @@ pub fn create_from_bundle(
     Ok(state)
 }
 
-/// Tears down whatever a failed create or run left, and its state directory. Errors
-/// here are logged, not returned: the original error is the one to report.
+/// Tears down whatever a failed create or run left, runs the `poststop` hooks (the
+/// spec continues a failed create at delete) and removes its state directory.
+/// Errors here are logged, not returned: the original error is the one to report.
 fn discard(store: &Store, state: &ContainerState) {
     if let Err(e) = sandbox::destroy(store, state) {
         tracing::warn!("cleaning up {}: {e}", state.id);
     }
+    hooks::run_logged(state, Phase::Poststop, Status::Stopped);
     if let Err(e) = store.remove(&state.id) {
         tracing::warn!("cleaning up {}: {e}", state.id);
     }

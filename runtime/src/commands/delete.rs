@@ -1,12 +1,14 @@
 //! `husk delete`.
 
 use crate::error::RuntimeError;
+use crate::hooks::{self, Phase};
 use crate::sandbox;
 use crate::state::{Status, Store};
 
 /// Deletes container `id`: stops its sandbox (VM, helpers, sockets) and removes its
 /// state directory. A running or paused container needs `--force`, as with runc; a
-/// created or stopped one (or one whose `create` died) does not. `--force` on a
+/// created or stopped one (or one whose `create` died) does not. The `poststop`
+/// hooks run once the sandbox is gone (failures logged). `--force` on a
 /// container that does not exist succeeds, as runc's does.
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), RuntimeError> {
     let _lock = match store.lock(id) {
@@ -28,5 +30,6 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), RuntimeError> 
         _ => {}
     }
     sandbox::destroy(store, &state)?;
+    hooks::run_logged(&state, Phase::Poststop, Status::Stopped);
     store.remove(id)
 }

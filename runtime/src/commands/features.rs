@@ -5,8 +5,8 @@
 //! terminal, user, umask, capabilities, rlimits, noNewPrivileges and oomScoreAdj,
 //! the hostname and domainname, sysctls, a seccomp filter (x86_64 rules), the spec's
 //! mounts (`mountOptions`: the agent's option table) and a cgroup v2 per container
-//! in the guest (`linux.resources` memory, cpu, cpuset and pids); hooks and LSM
-//! labels are not applied yet, so none are listed.
+//! in the guest (`linux.resources` memory, cpu, cpuset and pids); hooks run on the
+//! host. LSM labels are not applied, so none are listed.
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
@@ -21,7 +21,8 @@ pub fn features_json() -> Value {
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": crate::state::OCI_VERSION,
-        "hooks": [],
+        // Run on the host (src/hooks.rs).
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": husk_agent::container::rootfs::options::KNOWN,
         "linux": {
             "namespaces": ["mount", "uts", "ipc"],

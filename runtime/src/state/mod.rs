@@ -84,6 +84,9 @@ pub struct ContainerState {
     /// `--systemd-cgroup` was given (recorded; husk has no host cgroups to manage).
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// The spec's hooks, kept for the phases after `create` (the bundle may change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 impl ContainerState {

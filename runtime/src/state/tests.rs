@@ -27,6 +27,7 @@ fn sample(id: &str) -> ContainerState {
             log_level: None,
         },
         systemd_cgroup: false,
+        hooks: None,
     }
 }
 

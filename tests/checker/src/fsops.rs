@@ -116,6 +116,7 @@ pub fn run(op: Op) -> Result<String> {
             make_files(&dir, count)?;
             format!("files={count} secs={:.6}", start.elapsed().as_secs_f64())
         }
+        Op::Validate { .. } => bail!("validate is not a file-system operation"),
     })
 }
 

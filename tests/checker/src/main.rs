@@ -1,9 +1,11 @@
 //! `husk-checker`: run inside a container (statically linked, it needs nothing from
 //! the root filesystem), it performs one file-system operation or measurement and
 //! prints the result on stdout as `key=value` words, for the end-to-end suites to
-//! compare with what the host sees.
+//! compare with what the host sees. `validate SECTION` checks what the container
+//! sees against its `config.json` (the conformance suite, docs/conformance.md).
 
 mod fsops;
+mod validate;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -57,10 +59,30 @@ enum Op {
     ReadSeq { path: PathBuf },
     /// Benchmark: creates `count` small files in `dir`: `files=<n> secs=<s>`.
     CreateRate { dir: PathBuf, count: u32 },
+    /// Conformance: checks one section of the runtime spec against `--config`,
+    /// printing `ok NAME`, `fail NAME: WHY` or `skip NAME: WHY` per check.
+    Validate {
+        /// process, mounts, hostname, namespaces, sysctl, cgroups or seccomp.
+        section: String,
+        /// The bundle's config.json as the container sees it.
+        #[arg(long, default_value = "/conformance/config.json")]
+        config: PathBuf,
+        /// The host's namespaces, `TYPE=INODE` (namespaces section).
+        #[arg(long = "host-ns")]
+        host_ns: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Op::Validate {
+        section,
+        config,
+        host_ns,
+    } = &cli.op
+    {
+        return validate::main(section, config, host_ns);
+    }
     match fsops::run(cli.op) {
         Ok(out) => {
             println!("{out}");
