@@ -310,15 +310,26 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
                 .map_err(at(Stage::Private))?;
-            tree::build(tree, rootfs, *console)?;
-            tree::change_root(rootfs)?;
-            tree::finish(tree)?;
             if let Some(name) = hostname {
                 sethostname(name).map_err(at(Stage::Hostname))?;
             }
             if let Some(name) = domainname {
                 setdomainname(name).map_err(at(Stage::Domainname))?;
             }
+            // Through the guest's own /proc, before the tree (whose read-only paths
+            // usually hold /proc/sys) is built: a namespaced sysctl is the writer's
+            // namespace's, whichever proc mount it is reached through (runc's order:
+            // after the hostname, before the read-only paths).
+            for (index, sysctl) in plan.sysctl.iter().enumerate() {
+                write_sysctl(sysctl).map_err(|errno| Failure {
+                    stage: Stage::Sysctl,
+                    index: index as u32,
+                    errno,
+                })?;
+            }
+            tree::build(tree, rootfs, *console)?;
+            tree::change_root(rootfs)?;
+            tree::finish(tree)?;
         }
         Place::Enter {
             mnt,
@@ -332,11 +343,6 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             fchdir(root).map_err(at(Stage::Chroot))?;
             chroot(c".").map_err(at(Stage::Chroot))?;
             chdir(c"/").map_err(at(Stage::Chroot))?;
-        }
-    }
-    if matches!(plan.place, Place::New { .. }) {
-        for sysctl in plan.sysctl {
-            write_sysctl(sysctl).map_err(at(Stage::Sysctl))?;
         }
     }
     chdir(plan.cwd).map_err(at(Stage::Cwd))?;

@@ -305,10 +305,10 @@ impl Held {
             Stage::Exec | Stage::Ready => format!("exec {:?}", self.program),
             Stage::Domainname => "setting the domainname".to_owned(),
             Stage::Sysctl => match place {
-                Where::New { setup, .. } => format!(
-                    "linux.sysctl: writing one of {:?}",
-                    setup.sysctl.iter().map(|s| &s.name).collect::<Vec<_>>()
-                ),
+                Where::New { setup, .. } => match setup.sysctl.get(index as usize) {
+                    Some(sysctl) => format!("linux.sysctl: writing {}", sysctl.name),
+                    None => format!("linux.sysctl: writing entry {index}"),
+                },
                 Where::Enter { .. } => "linux.sysctl".to_owned(),
             },
             Stage::Bounding => "process.capabilities: dropping from the bounding set".to_owned(),

@@ -38,9 +38,13 @@ fn the_fields_reach_the_first_process() {
     spec["process"]["noNewPrivileges"] = json!(true);
     spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1234, "hard": 2048}]);
     spec["process"]["oomScoreAdj"] = json!(123);
+    // /proc/sys read-only in the container, as engines ask: the sysctl is written
+    // all the same (before the read-only paths, as runc does).
+    spec["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
     spec["linux"] = json!({
         "namespaces": [{"type": "mount"}, {"type": "ipc"}],
         "sysctl": {"kernel.shmmax": "12345678"},
+        "readonlyPaths": ["/proc/sys"],
         "seccomp": seccomp_denying_mkdir()
     });
     client.create("sec", spec, rootfs.path()).unwrap();
