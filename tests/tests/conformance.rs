@@ -23,11 +23,9 @@ const RUNC_EXPECTED_FAILURES: &[&str] = &[
 /// accepts and does not make inside the guest. The VM is the container's network
 /// and isolation boundary: the network namespace's interface is carried into the
 /// guest, which has no other container; a PID namespace would need the agent to
-/// translate PIDs for its reaper, `ps` and `exec`; the guest's cgroup hierarchy is
-/// the container's own. The test fails on a check that passes while listed, so the
+/// translate PIDs for its reaper, `ps` and `exec`. The test fails on a check that passes while listed, so the
 /// list cannot go stale.
 const HUSK_EXPECTED_FAILURES: &[&str] = &[
-    "namespaces/linux.namespaces.cgroup",
     "namespaces/linux.namespaces.network",
     "namespaces/linux.namespaces.pid",
     "namespaces/linux.namespaces.pid.init",

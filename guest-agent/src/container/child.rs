@@ -95,6 +95,8 @@ pub enum Stage {
     NoNewPrivileges,
     /// Installing the seccomp filter.
     Seccomp,
+    /// Joining the container's cgroup (before a cgroup namespace is unshared).
+    Cgroup,
 }
 
 impl Stage {
@@ -145,13 +147,14 @@ pub struct Failure {
 }
 
 /// The stages of the process and security fields (after `Exec` in number).
-const SECURITY_STAGES: [Stage; 6] = [
+const SECURITY_STAGES: [Stage; 7] = [
     Stage::Domainname,
     Stage::Sysctl,
     Stage::Bounding,
     Stage::Capabilities,
     Stage::NoNewPrivileges,
     Stage::Seccomp,
+    Stage::Cgroup,
 ];
 
 /// Where the process runs.
@@ -173,6 +176,10 @@ pub enum Place<'a> {
         namespaces: CloneFlags,
         /// The domain name, set in the new UTS namespace.
         domainname: Option<&'a str>,
+        /// The container cgroup's `cgroup.procs`: the process joins its cgroup
+        /// before it unshares its namespaces, so that a cgroup namespace is rooted
+        /// there.
+        join_cgroup: Option<BorrowedFd<'a>>,
     },
     /// Another process in a running container: the namespaces and root directory of
     /// the container's first process.
@@ -185,6 +192,9 @@ pub enum Place<'a> {
         ipc: BorrowedFd<'a>,
         /// `/proc/<pid>/root`.
         root: BorrowedFd<'a>,
+        /// `/proc/<pid>/ns/cgroup`, where the container has a cgroup namespace of its
+        /// own.
+        cgroup: Option<BorrowedFd<'a>>,
     },
 }
 
@@ -305,7 +315,12 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             console,
             namespaces,
             domainname,
+            join_cgroup,
         } => {
+            if let Some(procs) = join_cgroup {
+                // "0": the writing process itself; a write of PIPE_BUF or less.
+                write(procs, b"0").map_err(at(Stage::Cgroup))?;
+            }
             unshare(CloneFlags::CLONE_NEWNS | *namespaces).map_err(at(Stage::Namespaces))?;
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
@@ -336,10 +351,14 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             uts,
             ipc,
             root,
+            cgroup,
         } => {
             setns(mnt, CloneFlags::CLONE_NEWNS).map_err(at(Stage::Namespaces))?;
             setns(uts, CloneFlags::CLONE_NEWUTS).map_err(at(Stage::Namespaces))?;
             setns(ipc, CloneFlags::CLONE_NEWIPC).map_err(at(Stage::Namespaces))?;
+            if let Some(cgroup) = cgroup {
+                setns(cgroup, CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::Namespaces))?;
+            }
             fchdir(root).map_err(at(Stage::Chroot))?;
             chroot(c".").map_err(at(Stage::Chroot))?;
             chdir(c"/").map_err(at(Stage::Chroot))?;

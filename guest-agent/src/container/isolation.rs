@@ -155,7 +155,7 @@ pub fn container_setup(
 }
 
 /// The namespaces to unshare besides the mount namespace (always new). `pid`,
-/// `network`, `user`, `cgroup` and `time` are accepted and not applied (see
+/// `network`, `user` and `time` are accepted and not applied (see
 /// `docs/protocol.md`); joining a namespace by `path` is refused for those applied.
 fn namespaces(list: &serde_json::Value) -> Result<CloneFlags, AgentError> {
     if list.is_null() {
@@ -175,7 +175,9 @@ fn namespaces(list: &serde_json::Value) -> Result<CloneFlags, AgentError> {
             "mount" => CloneFlags::empty(),
             "uts" => CloneFlags::CLONE_NEWUTS,
             "ipc" => CloneFlags::CLONE_NEWIPC,
-            "pid" | "network" | "user" | "cgroup" | "time" => continue,
+            // Unshared once the process is in its own cgroup (`child`).
+            "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+            "pid" | "network" | "user" | "time" => continue,
             other => {
                 return Err(invalid(format!(
                     "linux.namespaces: unknown namespace type {other:?}"

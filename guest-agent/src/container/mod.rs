@@ -39,6 +39,7 @@ use crate::protocol::{
     AgentError, ContainerStats, ErrorCode, ExitStatus, RequestBody, ResponseBody, StreamHello,
 };
 use cgroup::{Cgroup, CgroupRoot};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use reaper::lock;
@@ -230,11 +231,26 @@ impl Containers {
             }
             None => None,
         };
+        // With a cgroup namespace, the child joins its cgroup itself before it
+        // unshares the namespace, so that the namespace is rooted there.
+        let join = match &cgroup {
+            Some(cgroup) if setup.namespaces.contains(CloneFlags::CLONE_NEWCGROUP) => {
+                match cgroup.procs_for_joining() {
+                    Ok(file) => Some(file),
+                    Err(e) => {
+                        let _ = cgroup.remove();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         let place = Where::New {
             rootfs,
             hostname: hostname.as_deref(),
             tree: &tree,
             setup: &setup,
+            join_cgroup: join.as_ref().map(std::os::fd::AsFd::as_fd),
         };
         // The held process joins the cgroup before it may exec. On failure it ends
         // when its start pipe closes, outside the cgroup, which goes at once.

@@ -22,8 +22,9 @@ use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid};
 use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ pub enum Where<'a> {
         tree: &'a RootfsPlan,
         /// Namespaces, domain name, sysctls and seccomp.
         setup: &'a ContainerSetup,
+        /// The container cgroup's `cgroup.procs`, for a child that joins it itself
+        /// (before it unshares a cgroup namespace).
+        join_cgroup: Option<BorrowedFd<'a>>,
     },
     /// The container whose first process is `init`.
     Enter {
@@ -75,12 +79,14 @@ pub fn spawn(
     let rootfs_c;
     let console_c;
     let entered: [OwnedFd; 4];
+    let cgroup_ns: Option<OwnedFd>;
     let (place_plan, mut keep, sysctl, seccomp) = match place {
         Where::New {
             rootfs,
             hostname,
             tree,
             setup,
+            join_cgroup,
         } => {
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
@@ -96,8 +102,10 @@ pub fn spawn(
                 console: console_c.as_deref(),
                 namespaces: setup.namespaces,
                 domainname: setup.domainname.as_deref(),
+                join_cgroup,
             };
-            (plan, vec![], &setup.sysctl[..], setup.seccomp.as_deref())
+            let keep: Vec<RawFd> = join_cgroup.iter().map(|fd| fd.as_raw_fd()).collect();
+            (plan, keep, &setup.sysctl[..], setup.seccomp.as_deref())
         }
         Where::Enter { init, seccomp } => {
             let ns = |name: &str, flags: OFlag| {
@@ -115,13 +123,28 @@ pub fn spawn(
                 ns("ns/ipc", OFlag::O_RDONLY)?,
                 ns("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?,
             ];
+            // The container's cgroup namespace, where it has one of its own.
+            let own_cgroup_ns = std::fs::metadata(format!("/proc/{init}/ns/cgroup"))
+                .ok()
+                .zip(std::fs::metadata("/proc/self/ns/cgroup").ok())
+                .is_some_and(|(theirs, ours)| theirs.ino() != ours.ino());
+            cgroup_ns = if own_cgroup_ns {
+                Some(ns("ns/cgroup", OFlag::O_RDONLY)?)
+            } else {
+                None
+            };
             let plan = child::Place::Enter {
                 mnt: entered[0].as_fd(),
                 uts: entered[1].as_fd(),
                 ipc: entered[2].as_fd(),
                 root: entered[3].as_fd(),
+                cgroup: cgroup_ns.as_ref().map(|fd| fd.as_fd()),
             };
-            let keep = entered.iter().map(|fd| fd.as_raw_fd()).collect();
+            let keep = entered
+                .iter()
+                .chain(cgroup_ns.iter())
+                .map(|fd| fd.as_raw_fd())
+                .collect();
             (plan, keep, &[][..], seccomp)
         }
     };
@@ -315,6 +338,7 @@ impl Held {
             Stage::Capabilities => "process.capabilities: capset or ambient raise".to_owned(),
             Stage::NoNewPrivileges => "process.noNewPrivileges: PR_SET_NO_NEW_PRIVS".to_owned(),
             Stage::Seccomp => "linux.seccomp: installing the filter".to_owned(),
+            Stage::Cgroup => "joining the container's cgroup".to_owned(),
         };
         let code = match stage {
             Stage::Cwd

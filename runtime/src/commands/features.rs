@@ -1,7 +1,7 @@
 //! `husk features`: what this runtime supports, in runc's `features` JSON.
 //!
 //! Only what husk applies is claimed. The agent (docs/protocol.md, "What the agent
-//! applies") sets up a mount, UTS and IPC namespace, the process's args, env, cwd,
+//! applies") sets up a mount, UTS, IPC and cgroup namespace, the process's args, env, cwd,
 //! terminal, user, umask, capabilities, rlimits, noNewPrivileges and oomScoreAdj,
 //! the hostname and domainname, sysctls, a seccomp filter (x86_64 rules), the spec's
 //! mounts (`mountOptions`: the agent's option table) and a cgroup v2 per container
@@ -25,7 +25,7 @@ pub fn features_json() -> Value {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": husk_agent::container::rootfs::options::KNOWN,
         "linux": {
-            "namespaces": ["mount", "uts", "ipc"],
+            "namespaces": ["mount", "uts", "ipc", "cgroup"],
             "capabilities": &security::NAMES[..],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {

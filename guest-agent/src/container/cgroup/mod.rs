@@ -109,6 +109,16 @@ impl Cgroup {
         &self.path
     }
 
+    /// `cgroup.procs`, open for writing: a process that writes `0` to it joins the
+    /// cgroup (a child joining itself before it unshares a cgroup namespace).
+    pub fn procs_for_joining(&self) -> Result<std::fs::File, AgentError> {
+        let path = self.path.join("cgroup.procs");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))
+    }
+
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: Pid) -> Result<(), AgentError> {
         write_file(&self.path.join("cgroup.procs"), &pid.to_string()).map_err(|e| {
