@@ -100,8 +100,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The stage of a reported number.
-    pub fn from_u32(n: u32) -> Option<Stage> {
+    /// Every stage, in number order.
+    pub const ALL: [Stage; 31] = {
         use Stage::*;
         [
             Ready,
@@ -128,10 +128,19 @@ impl Stage {
             Uid,
             Cwd,
             Exec,
+            Domainname,
+            Sysctl,
+            Bounding,
+            Capabilities,
+            NoNewPrivileges,
+            Seccomp,
+            Cgroup,
         ]
-        .into_iter()
-        .chain(SECURITY_STAGES)
-        .find(|s| *s as u32 == n)
+    };
+
+    /// The stage of a reported number.
+    pub fn from_u32(n: u32) -> Option<Stage> {
+        Stage::ALL.get(n as usize).copied()
     }
 }
 
@@ -145,17 +154,6 @@ pub struct Failure {
     /// Why it failed.
     pub errno: Errno,
 }
-
-/// The stages of the process and security fields (after `Exec` in number).
-const SECURITY_STAGES: [Stage; 7] = [
-    Stage::Domainname,
-    Stage::Sysctl,
-    Stage::Bounding,
-    Stage::Capabilities,
-    Stage::NoNewPrivileges,
-    Stage::Seccomp,
-    Stage::Cgroup,
-];
 
 /// Where the process runs.
 #[derive(Debug)]
@@ -461,5 +459,21 @@ fn exec(plan: &Plan<'_>) -> Errno {
         Errno::EACCES
     } else {
         last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stage;
+
+    #[test]
+    fn every_stage_is_listed_at_its_number() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*stage as usize, i, "{stage:?}");
+            assert_eq!(Stage::from_u32(i as u32), Some(*stage));
+        }
+        // Nothing past the list reads as a stage.
+        assert_eq!(Stage::Cgroup as usize + 1, Stage::ALL.len());
+        assert_eq!(Stage::from_u32(Stage::ALL.len() as u32), None);
     }
 }
