@@ -18,6 +18,15 @@ pub const IMAGE: &str = "localhost/husk-busybox:latest";
 pub const RUNTIME: &str = "io.containerd.husk.v2";
 /// The containerd namespace the suite works in.
 pub const NAMESPACE: &str = "husk-e2e";
+/// The containerd namespace of the CRI plugin (Kubernetes' pods).
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The image a CRI pod's sandbox (pause) container runs: busybox waiting for SIGTERM.
+pub const PAUSE_IMAGE: &str = "localhost/husk-pause:latest";
+/// The CRI runtime handler that selects husk.
+pub const CRI_HANDLER: &str = "husk";
+/// The bridge and subnet of the CRI suite's pod network (CNI).
+const CRI_BRIDGE: &str = "husk-cri0";
+const CRI_SUBNET: &str = "10.89.0.0/24";
 /// The shim's binary name.
 pub const SHIM: &str = "containerd-shim-husk-v2";
 /// The longest one `ctr` command may take (a VM boots under nested emulation).
@@ -36,19 +45,40 @@ pub struct Containerd {
     /// Everything of this daemon's lives here.
     pub dir: PathBuf,
     daemon: Mutex<Option<Child>>,
+    /// The namespace `ctr` works in and the shim's store is kept for.
+    namespace: &'static str,
 }
 
 impl Containerd {
     /// Starts a containerd whose world is `dir` (emptied first) and waits until it
     /// answers.
     pub fn start(dir: PathBuf) -> Containerd {
+        Containerd::start_with(dir, false)
+    }
+
+    /// Starts a containerd with its CRI plugin on, as the kubelet's node has it: pods
+    /// on a CNI bridge, runc the default runtime and husk the handler
+    /// [`CRI_HANDLER`]; `ctr` works in the CRI's namespace.
+    pub fn start_cri(dir: PathBuf) -> Containerd {
+        Containerd::start_with(dir, true)
+    }
+
+    fn start_with(dir: PathBuf, cri: bool) -> Containerd {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("bin")).unwrap();
         std::os::unix::fs::symlink(workspace_bin(SHIM), dir.join("bin").join(SHIM)).unwrap();
-        std::fs::write(dir.join("config.toml"), config(&dir)).unwrap();
+        let config = if cri {
+            std::fs::create_dir_all(dir.join("cni")).unwrap();
+            std::fs::write(dir.join("cni").join("10-husk-cri.conflist"), cni_config()).unwrap();
+            cri_config(&dir)
+        } else {
+            config(&dir)
+        };
+        std::fs::write(dir.join("config.toml"), config).unwrap();
         let c = Containerd {
             dir,
             daemon: Mutex::new(None),
+            namespace: if cri { CRI_NAMESPACE } else { NAMESPACE },
         };
         c.spawn_daemon();
         c
@@ -107,7 +137,7 @@ impl Containerd {
             .arg("--address")
             .arg(self.dir.join("containerd.sock"))
             .arg("--namespace")
-            .arg(NAMESPACE)
+            .arg(self.namespace)
             .stdin(Stdio::null());
         cmd
     }
@@ -200,33 +230,54 @@ impl Containerd {
     /// Builds the busybox image with podman (its own vfs storage under `dir`) and
     /// saves it as an OCI archive; gives the archive's path.
     pub fn build_image_archive(&self) -> PathBuf {
-        let tar = crate::busybox_image::rootfs_tar(&self.dir);
-        let archive = self.dir.join("image.oci.tar");
-        self.podman(&["import", tar.to_str().unwrap(), IMAGE]);
+        self.build_busybox_archive(IMAGE, &[])
+    }
+
+    /// Builds an image `name` of busybox with Dockerfile-style `changes` (`CMD …`)
+    /// and saves it as an OCI archive; gives the archive's path.
+    pub fn build_busybox_archive(&self, name: &str, changes: &[&str]) -> PathBuf {
+        let tar = self.dir.join("image.tar");
+        if !tar.exists() {
+            crate::busybox_image::rootfs_tar(&self.dir);
+        }
+        let file = name.replace(['/', ':'], "_");
+        let archive = self.dir.join(format!("{file}.oci.tar"));
+        let mut import = vec!["import"];
+        for change in changes {
+            import.extend_from_slice(&["--change", change]);
+        }
+        import.extend_from_slice(&[tar.to_str().unwrap(), name]);
+        self.podman(&import);
         self.podman(&[
             "save",
             "--format",
             "oci-archive",
             "-o",
             archive.to_str().unwrap(),
-            IMAGE,
+            name,
         ]);
         archive
     }
 
     /// Imports the image from `archive` (`ctr image import`).
     pub fn import_image(&self, archive: &Path) {
+        self.import_image_as(archive, IMAGE);
+    }
+
+    /// Imports image `name` from `archive`.
+    pub fn import_image_as(&self, archive: &Path, name: &str) {
+        let base = name.rsplit_once(':').map_or(name, |(base, _)| base);
         self.ok(&[
             "image",
             "import",
             "--base-name",
-            "localhost/husk-busybox",
+            base,
             archive.to_str().unwrap(),
         ]);
         let images = self.ok(&["image", "ls", "-q"]);
         assert!(
-            images.lines().any(|l| l == IMAGE),
-            "{IMAGE} not imported: {images}"
+            images.lines().any(|l| l == name),
+            "{name} not imported: {images}"
         );
     }
 
@@ -303,7 +354,7 @@ impl Containerd {
 
     /// The task directories in the shim's store.
     fn store_entries(&self) -> impl Iterator<Item = PathBuf> {
-        let store = self.dir.join("husk-shim").join(NAMESPACE);
+        let store = self.dir.join("husk-shim").join(self.namespace);
         std::fs::read_dir(store)
             .into_iter()
             .flatten()
@@ -463,6 +514,58 @@ fn search_path(dir: &Path) -> String {
 /// containerd's configuration: everything under `dir`, the CRI plugin off (the
 /// suite drives containerd with `ctr`), husk registered as a runtime for CRI users
 /// as docs/containerd.md shows.
+/// The CRI suite's configuration: [`config`]'s paths, the CRI plugin on.
+fn cri_config(dir: &Path) -> String {
+    format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+
+[grpc]
+  address = "{sock}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  enable_selinux = false
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{CRI_HANDLER}]
+      runtime_type = "{RUNTIME}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+        root = dir.join("root").display(),
+        state = dir.join("state").display(),
+        sock = dir.join("containerd.sock").display(),
+        cni = dir.join("cni").display(),
+    )
+}
+
+/// The pod network: a bridge with host-local addresses, as a kubeadm node's
+/// simplest CNI set-up.
+fn cni_config() -> String {
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "husk-cri",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": CRI_BRIDGE,
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": CRI_SUBNET}]],
+                "routes": [{"dst": "0.0.0.0/0"}]
+            }
+        }, {"type": "portmap", "capabilities": {"portMappings": true}}]
+    })
+    .to_string()
+}
+
 fn config(dir: &Path) -> String {
     format!(
         r#"version = 2

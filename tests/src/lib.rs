@@ -6,6 +6,7 @@ pub mod busybox_image;
 pub mod conformance;
 pub mod console;
 pub mod containerd_daemon;
+pub mod cri_client;
 pub mod guest_exec;
 pub mod guest_image;
 pub mod host_memory;

@@ -1,0 +1,188 @@
+//! Kubernetes' path: containerd's CRI plugin with a runtime handler `husk`
+//! (`runtime_type = "io.containerd.husk.v2"`), driven by a CRI client as the kubelet
+//! drives it ([`husk_tests::cri_client`]): a pod sandbox, two containers, exec,
+//! status, listing, stop and removal. The same client runs the same pod under runc,
+//! the node's default runtime, which checks the suite itself. Needs hardware KVM:
+//! ignored by a plain `cargo test`, run in the testbed by `tests/run.sh`.
+
+use husk_tests::containerd_daemon::{Containerd, ScrubOnFailure, CRI_HANDLER, IMAGE, PAUSE_IMAGE};
+use husk_tests::cri_client::Cri;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// The pause container: busybox's shell waiting for the SIGTERM of StopPodSandbox.
+const PAUSE_CMD: &str =
+    r#"CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"]"#;
+
+/// A containerd with the CRI plugin, the busybox and pause images imported.
+fn node(name: &str) -> Containerd {
+    let c = Containerd::start_cri(PathBuf::from(format!(
+        "/run/husk-cri-{name}-{}",
+        std::process::id()
+    )));
+    let busybox = c.build_image_archive();
+    c.import_image(&busybox);
+    let pause = c.build_busybox_archive(PAUSE_IMAGE, &[PAUSE_CMD]);
+    c.import_image_as(&pause, PAUSE_IMAGE);
+    c
+}
+
+/// The pod's sandbox configuration, as the kubelet writes it.
+fn pod_config(c: &Containerd, name: &str) -> Value {
+    let logs = c.dir.join("pods").join(name);
+    std::fs::create_dir_all(&logs).unwrap();
+    json!({
+        "metadata": {"name": name, "uid": format!("{name}-uid"), "namespace": "husk-e2e", "attempt": 0},
+        "hostname": name,
+        "logDirectory": logs,
+        "linux": {"securityContext": {"namespaceOptions": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}}}
+    })
+}
+
+/// Creates and starts container `name` of the pod running `command`; its ID.
+fn start_container(cri: &Cri, pod: &str, config: &Value, name: &str, command: &[&str]) -> String {
+    let created = cri.ok(
+        "CreateContainer",
+        &json!({
+            "podSandboxId": pod,
+            "config": {
+                "metadata": {"name": name, "attempt": 0},
+                "image": {"image": IMAGE},
+                "command": command,
+                "logPath": format!("{name}.log"),
+            },
+            "sandboxConfig": config,
+        }),
+    );
+    let id = created["containerId"].as_str().unwrap().to_owned();
+    cri.ok("StartContainer", &json!({"containerId": id}));
+    id
+}
+
+/// ExecSync of `cmd` in container `id`: exit code and stdout.
+fn exec_sync(cri: &Cri, id: &str, cmd: &[&str]) -> (i64, String) {
+    let out = cri.ok(
+        "ExecSync",
+        &json!({"containerId": id, "cmd": cmd, "timeout": 120}),
+    );
+    let code = out["exitCode"].as_i64().unwrap_or(0);
+    (code, out["stdout"].as_str().unwrap_or_default().to_owned())
+}
+
+/// What one run of the pod saw.
+struct PodRun {
+    /// The boot ID each container read.
+    boot_ids: [String; 2],
+    /// The pod's IP and whether it appears in the containers' interfaces.
+    ip: String,
+    addresses: String,
+}
+
+/// Runs the kubelet's sequence for a pod of two containers under `handler` (empty:
+/// the default runtime) and checks what holds for any runtime; gives back what
+/// differs between runtimes.
+fn run_pod(c: &Containerd, handler: &str) -> PodRun {
+    let cri = Cri(c);
+    let config = pod_config(c, "pod1");
+    let pod = cri.ok(
+        "RunPodSandbox",
+        &json!({"config": config, "runtimeHandler": handler}),
+    )["podSandboxId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = cri.ok("PodSandboxStatus", &json!({"podSandboxId": pod}));
+    assert_eq!(status["status"]["state"], "SANDBOX_READY", "{status}");
+    let ip = status["status"]["network"]["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let server = start_container(
+        &cri,
+        &pod,
+        &config,
+        "server",
+        &["sh", "-c", "echo pod-net | nc -l -p 7000; sleep 1000"],
+    );
+    let client = start_container(&cri, &pod, &config, "client", &["sleep", "1000"]);
+    for id in [&server, &client] {
+        let status = cri.ok("ContainerStatus", &json!({"containerId": id}));
+        assert_eq!(status["status"]["state"], "CONTAINER_RUNNING", "{status}");
+    }
+    let listed = cri.ok("ListContainers", &json!({"filter": {"podSandboxId": pod}}));
+    let names: Vec<&str> = listed["containers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names.len(), 2, "{listed}");
+
+    // The pod's network namespace is shared: the server listens on the loopback
+    // the client sees.
+    let (code, got) = exec_sync(&cri, &client, &["nc", "127.0.0.1", "7000"]);
+    assert_eq!((code, got.trim()), (0, "pod-net"));
+    let (code, _) = exec_sync(&cri, &client, &["sh", "-c", "exit 3"]);
+    assert_eq!(code, 3);
+    let boot = |id: &str| exec_sync(&cri, id, &["cat", "/proc/sys/kernel/random/boot_id"]).1;
+    let boot_ids = [boot(&server), boot(&client)];
+    let (_, addresses) = exec_sync(&cri, &client, &["ip", "-4", "addr"]);
+
+    cri.ok("StopPodSandbox", &json!({"podSandboxId": pod}));
+    cri.ok("RemovePodSandbox", &json!({"podSandboxId": pod}));
+    let left = cri.ok("ListPodSandbox", &json!({}));
+    assert!(left.get("items").is_none(), "pods left: {left}");
+    c.assert_nothing_left();
+    PodRun {
+        boot_ids,
+        ip,
+        addresses,
+    }
+}
+
+fn host_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap()
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_pod_runs_under_runc_with_the_same_client() {
+    let own = node("runc");
+    let c = ScrubOnFailure(&own);
+    let run = run_pod(&c, "");
+    assert_eq!(run.boot_ids[0], host_boot_id());
+    assert!(
+        run.addresses.contains(&run.ip),
+        "{} not in {}",
+        run.ip,
+        run.addresses
+    );
+    c.stop();
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_pod_of_two_containers_shares_one_microvm() {
+    let own = node("husk");
+    let c = ScrubOnFailure(&own);
+    let run = run_pod(&c, CRI_HANDLER);
+    assert_ne!(
+        run.boot_ids[0],
+        host_boot_id(),
+        "the pod ran on the host kernel"
+    );
+    assert_eq!(
+        run.boot_ids[0], run.boot_ids[1],
+        "the pod's containers ran in different guests"
+    );
+    assert!(
+        run.addresses.contains(&run.ip),
+        "{} not in {}",
+        run.ip,
+        run.addresses
+    );
+    c.stop();
+}
