@@ -45,7 +45,8 @@ def main(argv):
     except grpc.RpcError as e:
         print(f"cri.py: {method}: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
-    result = json_format.MessageToDict(response)
+    # Defaults printed too: a READY state is the enum's zero.
+    result = json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
     if method == "ExecSync":
         # bytes come base64-encoded in protobuf's JSON; the callers want text.
         for field in ("stdout", "stderr"):

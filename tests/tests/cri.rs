@@ -134,7 +134,7 @@ fn run_pod(c: &Containerd, handler: &str) -> PodRun {
     cri.ok("StopPodSandbox", &json!({"podSandboxId": pod}));
     cri.ok("RemovePodSandbox", &json!({"podSandboxId": pod}));
     let left = cri.ok("ListPodSandbox", &json!({}));
-    assert!(left.get("items").is_none(), "pods left: {left}");
+    assert_eq!(left["items"], json!([]), "pods left: {left}");
     c.assert_nothing_left();
     PodRun {
         boot_ids,
