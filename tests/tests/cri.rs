@@ -14,10 +14,13 @@ use std::path::PathBuf;
 const PAUSE_CMD: &str =
     r#"CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"]"#;
 
-/// A containerd with the CRI plugin, the busybox and pause images imported.
+/// A containerd with the CRI plugin, the busybox and pause images imported. Its
+/// directory has a short name: a pod ID is 64 characters, and the sockets of the
+/// sandbox's state directory below it must fit `sun_path` (108 bytes).
 fn node(name: &str) -> Containerd {
     let c = Containerd::start_cri(PathBuf::from(format!(
-        "/run/husk-cri-{name}-{}",
+        "/run/hc{}{}",
+        &name[..1],
         std::process::id()
     )));
     let busybox = c.build_image_archive();
