@@ -20,6 +20,14 @@ pub const DEFAULT_INITRAMFS: &str = "/usr/local/share/husk/initramfs.cpio.gz";
 pub const ANNOTATION_VCPUS: &str = "io.husk.vcpus";
 /// Annotation that sets the guest memory (MiB) of a container's VM.
 pub const ANNOTATION_MEMORY: &str = "io.husk.memory_mib";
+/// containerd's CRI annotation (1.7 and later) with the pod's memory limit in bytes,
+/// on a pod's sandbox container: the sum of its containers' limits and the
+/// RuntimeClass's `overhead`.
+pub const POD_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
+/// containerd's CRI annotations with the pod's CPU quota and period.
+pub const POD_CPU_QUOTA: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+/// See [`POD_CPU_QUOTA`].
+pub const POD_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
 /// Added to `linux.resources.memory.limit` for the guest kernel, the agent and the
 /// page cache, so that a container limited to L gets a guest of L + this.
 pub const MEMORY_OVERHEAD_MIB: u64 = 128;
@@ -190,17 +198,32 @@ impl HuskConfig {
         resources: Option<&LinuxResources>,
         host: HostLimits,
     ) -> Result<SandboxConfig, RuntimeError> {
+        let pod_number = |key: &str| {
+            annotations
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .and_then(|v| u64::try_from(v).ok())
+                .filter(|v| *v > 0)
+        };
+        let pod_vcpus = pod_number(POD_CPU_QUOTA)
+            .zip(pod_number(POD_CPU_PERIOD))
+            .map(|(quota, period)| quota.div_ceil(period).max(1));
+        let pod_memory = pod_number(POD_MEMORY).map(|limit| {
+            limit
+                .div_ceil(1024 * 1024)
+                .saturating_add(MEMORY_OVERHEAD_MIB)
+        });
         let vcpus = match annotations.get(ANNOTATION_VCPUS) {
             Some(v) => parse_annotation(ANNOTATION_VCPUS, v, 1, u64::from(MAX_VCPUS))? as u8,
-            None => resources
-                .and_then(vcpus_from_resources)
+            None => pod_vcpus
+                .or_else(|| resources.and_then(vcpus_from_resources))
                 .map(|n| n.min(u64::from(host.cpus.max(1))) as u8)
                 .unwrap_or(self.vcpus),
         };
         let memory_mib = match annotations.get(ANNOTATION_MEMORY) {
             Some(v) => parse_annotation(ANNOTATION_MEMORY, v, MIN_MEMORY_MIB, host.memory_mib)?,
-            None => resources
-                .and_then(memory_from_resources)
+            None => pod_memory
+                .or_else(|| resources.and_then(memory_from_resources))
                 .map(|m| m.clamp(MIN_MEMORY_MIB, host.memory_mib.max(MIN_MEMORY_MIB)))
                 .unwrap_or(self.memory_mib),
         };

@@ -84,6 +84,8 @@ impl Env {
             },
             systemd_cgroup: false,
             hooks: None,
+            pod: None,
+            guest_pid: None,
         };
         drop(store.create(&state).unwrap());
     }

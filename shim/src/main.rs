@@ -1,6 +1,8 @@
-//! `containerd-shim-husk-v2`: containerd's shim v2 for husk. One shim per task; each
-//! task runs in its own microVM, owned by a sandbox process that is the shim's child
-//! (the same `__sandbox` process the `husk` CLI starts).
+//! `containerd-shim-husk-v2`: containerd's shim v2 for husk. One shim per task, or
+//! per pod for Kubernetes' CRI: each task runs in its own microVM, or in its pod's,
+//! owned by a sandbox process that is the shim's child (the same `__sandbox` process
+//! the `husk` CLI starts); a pod's other containers are created in that VM through
+//! relay processes (`husk_runtime::sandbox::pod`).
 //!
 //! | module | what it does |
 //! |---|---|

@@ -1,5 +1,5 @@
-//! The shim's life as containerd drives it: `start` (spawn the serving shim and
-//! print its socket address), serving the Task API until Shutdown, and `delete`
+//! The shim's life as containerd drives it: `start` (spawn the serving shim, one
+//! per pod, and print its socket address), serving the Task API until Shutdown, and `delete`
 //! (clean up after a shim that died: sandbox, state, rootfs mount).
 
 use crate::events::Events;
@@ -11,6 +11,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts};
 use husk_runtime::commands;
+use husk_runtime::sandbox::pod;
 use husk_runtime::state::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +51,20 @@ pub fn store_root(namespace: &str) -> PathBuf {
     base.join(namespace)
 }
 
+/// The pod sandbox a bundle's container belongs to, from the CRI's annotations in
+/// its `config.json` (`None`: not a pod's container, or an unreadable bundle, which
+/// Create then reports).
+fn pod_of(bundle: &std::path::Path) -> Option<String> {
+    let text = std::fs::read(bundle.join("config.json")).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let annotations = spec.get("annotations")?.as_object()?;
+    let get = |key: &str| annotations.get(key).and_then(|v| v.as_str());
+    match (get(pod::CONTAINER_TYPE), get(pod::SANDBOX_ID)) {
+        (Some("container"), Some(sandbox)) if !sandbox.is_empty() => Some(sandbox.to_owned()),
+        _ => None,
+    }
+}
+
 fn shim_error(e: impl std::fmt::Display) -> containerd_shim::Error {
     containerd_shim::Error::Other(e.to_string())
 }
@@ -82,8 +97,15 @@ impl containerd_shim::Shim for HuskShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        // One shim, and one sandbox process, per task.
-        let grouping = opts.id.clone();
+        // One shim per pod: a pod's containers go to the shim of its sandbox, which
+        // creates them in the sandbox's VM. Any other task has a shim of its own.
+        let grouping = match pod_of(&self.bundle) {
+            Some(sandbox) if sandbox != opts.id => {
+                tracing::info!("start: task {} joins the shim of pod {sandbox}", opts.id);
+                sandbox
+            }
+            _ => opts.id.clone(),
+        };
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
         write_address(&address)?;
         Ok(address)
@@ -117,5 +139,32 @@ impl containerd_shim::Shim for HuskShim {
             events,
             self.exit.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(annotations: serde_json::Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({"ociVersion": "1.0.2", "annotations": annotations});
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_pods_container_is_grouped_with_its_sandbox() {
+        let member = bundle(serde_json::json!({
+            pod::CONTAINER_TYPE: "container", pod::SANDBOX_ID: "pod1"
+        }));
+        assert_eq!(pod_of(member.path()).as_deref(), Some("pod1"));
+        let sandbox = bundle(serde_json::json!({
+            pod::CONTAINER_TYPE: "sandbox", pod::SANDBOX_ID: "pod1"
+        }));
+        assert_eq!(pod_of(sandbox.path()), None);
+        assert_eq!(pod_of(bundle(serde_json::json!({})).path()), None);
+        let missing = tempfile::tempdir().unwrap();
+        assert_eq!(pod_of(missing.path()), None);
     }
 }

@@ -49,11 +49,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stdio::{Attached, Streams};
 
 /// The longest container or exec ID accepted.
 const MAX_ID_LEN: usize = 256;
+/// How long `remove_container` waits for a container's processes to end.
+pub const REMOVE_WAIT: Duration = Duration::from_secs(10);
 /// The longest `oom_event` wait.
 pub const MAX_OOM_WAIT: Duration = Duration::from_secs(60);
 
@@ -183,6 +185,9 @@ impl Containers {
             } => self
                 .update(&container_id, &resources)
                 .map(|()| ResponseBody::Done),
+            RequestBody::RemoveContainer { container_id } => {
+                self.remove(&container_id).map(|()| ResponseBody::Done)
+            }
             RequestBody::OomEvent { timeout_ms } => {
                 let wait = Duration::from_millis(timeout_ms).min(MAX_OOM_WAIT);
                 Ok(ResponseBody::OomEvent {
@@ -306,6 +311,41 @@ impl Containers {
         held.release()?;
         drop(paused);
         Ok(container.init.pid.as_raw() as u32)
+    }
+
+    /// Removes a container (one of several in a pod's VM): kills whatever of it
+    /// still runs, waits for its processes to be gone (at most [`REMOVE_WAIT`]),
+    /// removes its cgroup and forgets it.
+    pub fn remove(&self, id: &str) -> Result<(), AgentError> {
+        let container = self.container(id)?;
+        // A held process ends when its start pipe closes.
+        drop(lock(&container.held).take());
+        let deadline = Instant::now() + REMOVE_WAIT;
+        if let Some(cgroup) = &container.cgroup {
+            cgroup.kill_all(deadline)?;
+        } else {
+            let _ = self.reaper.kill(container.init.pid, Signal::SIGKILL);
+        }
+        if self
+            .reaper
+            .wait(container.init.pid, Some(deadline))
+            .is_none()
+        {
+            return Err(AgentError::new(
+                ErrorCode::Internal,
+                format!("container {id:?}: its process did not end within {REMOVE_WAIT:?}"),
+            ));
+        }
+        if let Some(cgroup) = &container.cgroup {
+            cgroup.remove().map_err(|e| {
+                AgentError::new(
+                    ErrorCode::Internal,
+                    format!("cannot remove cgroup {}: {e}", cgroup.path().display()),
+                )
+            })?;
+        }
+        lock(&self.table).remove(id);
+        Ok(())
     }
 
     /// Sends a signal to a process of a container.

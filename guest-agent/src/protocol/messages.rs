@@ -123,6 +123,12 @@ pub enum RequestBody {
         /// How long to wait, milliseconds (at most 60 000).
         timeout_ms: u64,
     },
+    /// Remove a container of a pod's VM: its processes are killed, its cgroup and
+    /// its entry go. Answer: [`ResponseBody::Done`] once nothing of it is left.
+    RemoveContainer {
+        /// The container's ID.
+        container_id: String,
+    },
     /// End the VM. Answer: [`ResponseBody::Done`], then the VM stops; a client that
     /// sees the connection close instead of the answer may take it as done.
     Shutdown,
@@ -167,6 +173,7 @@ impl RequestBody {
             RequestBody::Resume { .. } => "resume",
             RequestBody::Update { .. } => "update",
             RequestBody::OomEvent { .. } => "oom_event",
+            RequestBody::RemoveContainer { .. } => "remove_container",
             RequestBody::Shutdown => "shutdown",
             RequestBody::StreamSink { .. } => "stream_sink",
             RequestBody::StreamSource { .. } => "stream_source",

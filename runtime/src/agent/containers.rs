@@ -31,6 +31,18 @@ impl<S: Transport> AgentClient<S> {
         }
     }
 
+    /// Removes a container of a pod's VM: kills what is left of it, removes its
+    /// cgroup and its entry in the agent.
+    pub fn remove_container(&mut self, container_id: &str) -> Result<(), ClientError> {
+        let body = RequestBody::RemoveContainer {
+            container_id: container_id.to_owned(),
+        };
+        match self.request(body)? {
+            ResponseBody::Done => Ok(()),
+            other => Err(self.unexpected("remove_container", &other)),
+        }
+    }
+
     /// Lets a created container's process exec; gives back its guest PID. An exec
     /// failure (e.g. a missing program) is an [`ClientError::Agent`] naming the path.
     pub fn start_container(&mut self, container_id: &str) -> Result<u32, ClientError> {

@@ -76,6 +76,8 @@ pub fn create_from_bundle(
         config,
         systemd_cgroup,
         hooks: bundle.spec.hooks().clone(),
+        pod: None,
+        guest_pid: None,
     };
     let _lock = store.create(&state)?;
     let booted = sandbox::create(store, &mut state, &bundle.spec, sandbox_opts).and_then(|()| {

@@ -116,6 +116,31 @@ fn resources_size_the_vm() {
 }
 
 #[test]
+fn a_pods_resources_size_its_vm() {
+    let c = with_virtiofsd();
+    // The pause container's own resources are tiny; the pod's annotations win.
+    let res = resources(Some(2_000), Some(100_000), Some(16 << 20));
+    let pod = annotations(&[
+        (POD_MEMORY, "805306368"),
+        (POD_CPU_QUOTA, "250000"),
+        (POD_CPU_PERIOD, "100000"),
+    ]);
+    let r = c.resolve(&pod, Some(&res), HOST).unwrap();
+    assert_eq!((r.vcpus, r.memory_mib), (3, 768 + MEMORY_OVERHEAD_MIB));
+    // husk's own annotations still win; unlimited (0 or -1) pods fall through.
+    let mut both = pod.clone();
+    both.insert(ANNOTATION_MEMORY.into(), "512".into());
+    assert_eq!(c.resolve(&both, None, HOST).unwrap().memory_mib, 512);
+    let unlimited = annotations(&[
+        (POD_MEMORY, "0"),
+        (POD_CPU_QUOTA, "-1"),
+        (POD_CPU_PERIOD, "100000"),
+    ]);
+    let r = c.resolve(&unlimited, None, HOST).unwrap();
+    assert_eq!((r.vcpus, r.memory_mib), (1, 256));
+}
+
+#[test]
 fn annotations_win_over_resources() {
     let c = with_virtiofsd();
     let res = resources(Some(400_000), Some(100_000), Some(1 << 30));

@@ -30,6 +30,8 @@ fn state(hooks: Hooks) -> ContainerState {
         },
         systemd_cgroup: false,
         hooks: Some(hooks),
+        pod: None,
+        guest_pid: None,
     }
 }
 

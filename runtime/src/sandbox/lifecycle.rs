@@ -1,8 +1,10 @@
 //! The runtime commands' side of the sandbox: start the sandbox process at `create`,
 //! and reach the agent through the sandbox's vsock socket for the rest.
 
-use super::exec::{self as exec_relay, ExecPlan, EXEC_PLAN_ENV};
+use super::exec::{self as exec_relay, ExecPlan, RelayTask, EXEC_PLAN_ENV};
 use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
+use super::pod::{self, share::PodShare};
+use super::share::GUEST_SHARE;
 use super::timings::{monotonic_us, StartTimings, START_LINE};
 use super::vm::VmPlan;
 use super::SandboxError;
@@ -87,7 +89,7 @@ fn timeouts(state: &ContainerState) -> Timeouts {
 }
 
 pub(super) fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
-    let vsock = VmPlan::vsock_path(&store.dir(&state.id));
+    let vsock = VmPlan::vsock_path(&store.dir(state.vm_id()));
     AgentClient::connect(&vsock, AGENT_PORT, timeouts(state)).map_err(|e| {
         RuntimeError::Sandbox(format!(
             "cannot reach the agent of container \"{}\": {}",
@@ -154,9 +156,9 @@ fn await_report(
     mut child: Child,
     report: OwnedFd,
     timeout: Duration,
-) -> Result<(Child, Option<StartTimings>), RuntimeError> {
+) -> Result<(Child, u32, Option<StartTimings>), RuntimeError> {
     let failure = match read_report(report, timeout) {
-        Ok(Report::Up { timings, .. }) => return Ok((child, timings)),
+        Ok(Report::Up { guest_pid, timings }) => return Ok((child, guest_pid, timings)),
         Ok(Report::Failed(msg)) => RuntimeError::Sandbox(msg),
         Err(e) => sandbox_err(e),
     };
@@ -174,17 +176,21 @@ pub fn create(
     opts: &CreateOptions,
 ) -> Result<(), RuntimeError> {
     let began = monotonic_us();
+    let role = pod::role(&state.id, &state.annotations);
+    if let pod::Role::Member { sandbox } = &role {
+        return pod::member::create(store, state, spec, opts, sandbox);
+    }
     let dir = store.dir(&state.id);
     let mut spec = serde_json::to_value(spec)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
-    let binds = super::share::plan_binds(&mut spec, &state.bundle).map_err(|e| {
+    let binds = super::share::plan_binds(&mut spec, &state.bundle, GUEST_SHARE).map_err(|e| {
         RuntimeError::InvalidBundle {
             bundle: state.bundle.clone(),
             message: error_chain(&e),
         }
     })?;
     let config = &state.config;
-    let plan = SandboxPlan {
+    let mut plan = SandboxPlan {
         id: state.id.clone(),
         vm: VmPlan {
             kernel: config.kernel.clone(),
@@ -197,12 +203,20 @@ pub fn create(
             binds,
             dir: dir.clone(),
             network: crate::network::NetworkMode::from_spec(&spec),
+            pod_share: None,
         },
         spec,
         console_socket: opts.console_socket.clone(),
         boot_timeout: config.boot_timeout,
         request_timeout: config.request_timeout,
     };
+    if role == pod::Role::Sandbox {
+        let share = PodShare::of(&dir);
+        share
+            .create()
+            .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
+        plan.vm.pod_share = Some(share.dir().to_path_buf());
+    }
     let plan_path = dir.join("sandbox.json");
     let text = serde_json::to_vec_pretty(&plan)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
@@ -218,20 +232,32 @@ pub fn create(
     // Boot, then the container's creation and its three stdio streams.
     let wait =
         config.boot_timeout + config.virtiofsd_timeout + config.request_timeout * 4 + REPORT_SLACK;
-    let (child, timings) = await_report(child, report, wait)?;
+    let (child, guest_pid, timings) = await_report(child, report, wait)?;
     if let Some(timings) = timings {
         tracing::debug!("{}", timings.describe(began));
     }
+    record_process(state, child, guest_pid, opts.pid_file.as_deref())
+}
+
+/// Records a started process that stands for the container (a sandbox process, or
+/// a pod member's relay) in `state` and in the engine's pid file. It outlives this
+/// command: the engine (or init) reaps it.
+pub(super) fn record_process(
+    state: &mut ContainerState,
+    child: Child,
+    guest_pid: u32,
+    pid_file: Option<&Path>,
+) -> Result<(), RuntimeError> {
     let pid = child.id();
     state.pid = Some(pid as i32);
     state.pid_start_time = match process_start_time(pid as i32) {
         ProcessState::Alive { start_time } => Some(start_time),
         _ => None,
     };
-    if let Some(path) = &opts.pid_file {
+    state.guest_pid = Some(guest_pid);
+    if let Some(path) = pid_file {
         write_pid_file(path, pid)?;
     }
-    // The sandbox process outlives this command: the engine (or init) reaps it.
     std::mem::forget(child);
     Ok(())
 }
@@ -305,13 +331,15 @@ fn exec_plan(store: &Store, state: &ContainerState, opts: &ExecOptions) -> ExecP
         }
     }
     ExecPlan {
-        vsock: VmPlan::vsock_path(&store.dir(&state.id)),
+        vsock: VmPlan::vsock_path(&store.dir(state.vm_id())),
         container_id: state.id.clone(),
-        exec_id: opts
-            .exec_id
-            .clone()
-            .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
-        process,
+        task: RelayTask::Exec {
+            exec_id: opts
+                .exec_id
+                .clone()
+                .unwrap_or_else(|| format!("exec-{}-{}", std::process::id(), unique())),
+            process,
+        },
         console_socket: opts.console_socket.clone(),
         request_timeout: state.config.request_timeout,
     }
@@ -322,19 +350,37 @@ fn spawn_exec_relay(
     plan: &ExecPlan,
     opts: &ExecOptions,
 ) -> Result<u32, RuntimeError> {
+    let (child, _) = spawn_relay(
+        plan,
+        opts.preserve_fds,
+        opts.stdio.as_ref(),
+        state.config.request_timeout,
+    )?;
+    let pid = child.id();
+    std::mem::forget(child);
+    Ok(pid)
+}
+
+/// Starts a relay process (`__exec`) for `plan` with `stdio` and waits for its
+/// report; gives back the relay and the guest PID of what it started.
+pub(super) fn spawn_relay(
+    plan: &ExecPlan,
+    preserve_fds: u32,
+    stdio: Option<&SandboxStdio>,
+    request_timeout: Duration,
+) -> Result<(Child, u32), RuntimeError> {
     let json = serde_json::to_string(plan)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the exec plan: {e}")))?;
     let (child, report) = spawn_reporting(
         EXEC_COMMAND,
         &[],
         &[(EXEC_PLAN_ENV, json)],
-        opts.preserve_fds,
-        opts.stdio.as_ref(),
+        preserve_fds,
+        stdio,
     )?;
-    let (child, _) = await_report(child, report, state.config.request_timeout + REPORT_SLACK)?;
-    let pid = child.id();
-    std::mem::forget(child);
-    Ok(pid)
+    // Creating a container takes a request more than an exec.
+    let (child, guest_pid, _) = await_report(child, report, request_timeout * 2 + REPORT_SLACK)?;
+    Ok((child, guest_pid))
 }
 
 /// Sends `signal` to exec'd process `exec_id` of the container.
@@ -392,6 +438,9 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
             }
         }
     }
+    if let Some(sandbox) = &state.pod {
+        return pod::member::destroy(store, state, sandbox);
+    }
     // virtiofsd runs in a process group of its own whose id the sandbox recorded;
     // its sandboxed child may outlive the group's leader.
     let dir = store.dir(&state.id);
@@ -404,6 +453,10 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
             wait_gone(pid)?;
         }
     }
+    // A pod's member directory (its members' mounts went with their deletes).
+    PodShare::of(&dir)
+        .destroy()
+        .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
     // What a killed sandbox process could not undo on the veth (its tap went with it).
     crate::network::detach(&dir)
         .map_err(|e| RuntimeError::Sandbox(husk_agent::server::log::error_chain(&e)))?;

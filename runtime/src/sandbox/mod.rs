@@ -12,6 +12,7 @@
 //! | [`lifecycle`] | the commands' side: `create` starts the sandbox process; `start`, `kill`, `ps`, `exec` reach the agent through the sandbox's vsock socket; `delete` tears down |
 //! | [`control`] | the container's cgroup in the guest: `pause`, `resume`, `update`, `stats`, OOM events |
 //! | [`plan`] | what a command hands the process it starts, and the report back |
+//! | [`pod`] | pods: a CRI sandbox's VM shared by the pod's containers |
 //! | [`console_log`] | the bounded guest console log |
 //! | [`timings`] | when the phases of a sandbox's start happen (logged by `husk --debug create`) |
 
@@ -20,6 +21,7 @@ pub mod control;
 pub mod exec;
 pub mod lifecycle;
 pub mod plan;
+pub mod pod;
 pub mod process;
 pub mod pty;
 pub mod relay;

@@ -65,8 +65,14 @@ pub enum ShareError {
 }
 
 /// Picks the host binds out of `spec["mounts"]` (relative sources are relative to
-/// `bundle`), checks their sources, and rewrites the spec for the guest.
-pub fn plan_binds(spec: &mut Value, bundle: &Path) -> Result<Vec<HostBind>, ShareError> {
+/// `bundle`), checks their sources, and rewrites the spec for the guest, where the
+/// share holds them at `<guest_dir>/mounts/<n>` ([`GUEST_SHARE`] for a sandbox's
+/// own container).
+pub fn plan_binds(
+    spec: &mut Value,
+    bundle: &Path,
+    guest_dir: &str,
+) -> Result<Vec<HostBind>, ShareError> {
     let Some(mounts) = spec.get_mut("mounts").and_then(Value::as_array_mut) else {
         return Ok(Vec::new());
     };
@@ -118,7 +124,7 @@ pub fn plan_binds(spec: &mut Value, bundle: &Path) -> Result<Vec<HostBind>, Shar
         if binds.len() == MAX_BINDS {
             return Err(ShareError::TooMany);
         }
-        mount["source"] = json!(format!("{GUEST_SHARE}/mounts/{index}"));
+        mount["source"] = json!(format!("{guest_dir}/mounts/{index}"));
         binds.push(HostBind {
             mount: index,
             source,
@@ -140,8 +146,9 @@ fn shm_tmpfs(destination: &str, options: &[String]) -> Value {
     json!({"destination": destination, "type": "tmpfs", "source": "shm", "options": kept})
 }
 
-/// The share's layout: the root file system, then the binds.
-pub fn layout(rootfs: &Path, binds: &[HostBind]) -> ShareLayout {
+/// The share's layout: the root file system, then the binds, then a pod's member
+/// directory (a host directory whose later mounts reach the share).
+pub fn layout(rootfs: &Path, binds: &[HostBind], pod_share: Option<&Path>) -> ShareLayout {
     let mut entries = vec![ShareEntry {
         source: rootfs.to_path_buf(),
         target: "rootfs".into(),
@@ -158,7 +165,18 @@ pub fn layout(rootfs: &Path, binds: &[HostBind]) -> ShareLayout {
         },
         readonly: b.readonly,
     }));
-    ShareLayout { entries }
+    if let Some(dir) = pod_share {
+        entries.push(ShareEntry {
+            source: dir.to_path_buf(),
+            target: super::pod::share::DIR_NAME.into(),
+            kind: EntryKind::Dir,
+            readonly: false,
+        });
+    }
+    ShareLayout {
+        entries,
+        receive_host_mounts: pod_share.is_some(),
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +197,7 @@ mod tests {
             {"destination": "/dev/shm", "type": "bind", "source": "/nowhere",
              "options": ["bind", "nosuid", "private"]},
         ]});
-        let binds = plan_binds(&mut spec, dir.path()).unwrap();
+        let binds = plan_binds(&mut spec, dir.path(), GUEST_SHARE).unwrap();
         assert_eq!(
             binds,
             [
@@ -211,7 +229,7 @@ mod tests {
             json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                    "options": ["nosuid", "mode=1777", "size=65536k"]})
         );
-        let layout = layout(Path::new("/b/rootfs"), &binds);
+        let layout = layout(Path::new("/b/rootfs"), &binds, None);
         let targets: Vec<_> = layout.entries.iter().map(|e| e.target.clone()).collect();
         assert_eq!(
             targets,
@@ -231,13 +249,19 @@ mod tests {
         let mut spec = json!({"mounts": [
             {"destination": "/etc/resolv.conf", "type": "bind", "source": "/no/such/file"}
         ]});
-        let err = plan_binds(&mut spec, dir.path()).unwrap_err().to_string();
+        let err = plan_binds(&mut spec, dir.path(), GUEST_SHARE)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mount 0"), "{err}");
         assert!(err.contains("/etc/resolv.conf"), "{err}");
         assert!(err.contains("/no/such/file"), "{err}");
         let mut spec = json!({"mounts": [{"destination": "/x", "type": "bind"}]});
-        let err = plan_binds(&mut spec, dir.path()).unwrap_err().to_string();
+        let err = plan_binds(&mut spec, dir.path(), GUEST_SHARE)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs a source"), "{err}");
-        assert!(plan_binds(&mut json!({}), dir.path()).unwrap().is_empty());
+        assert!(plan_binds(&mut json!({}), dir.path(), GUEST_SHARE)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -59,6 +59,10 @@ pub struct VmPlan {
     /// Where the container's network comes from.
     #[serde(default = "loopback_only")]
     pub network: NetworkMode,
+    /// A pod sandbox's member directory on the host (a shared mount), shared as
+    /// `containers/`: the pod's other containers appear there later.
+    #[serde(default)]
+    pub pod_share: Option<PathBuf>,
 }
 
 fn loopback_only() -> NetworkMode {
@@ -148,7 +152,11 @@ impl SandboxVm {
             socket: socket.clone(),
             start_timeout: plan.virtiofsd_timeout,
             cache: "auto".into(),
-            layout: Some(share::layout(&plan.rootfs, &plan.binds)),
+            layout: Some(share::layout(
+                &plan.rootfs,
+                &plan.binds,
+                plan.pod_share.as_deref(),
+            )),
         })?;
         let virtiofsd_ready = monotonic_us();
         let _ = std::fs::write(plan.dir.join("virtiofsd.pid"), virtiofsd.pid().to_string());

@@ -87,9 +87,21 @@ pub struct ContainerState {
     /// The spec's hooks, kept for the phases after `create` (the bundle may change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// For a pod's container: the pod sandbox container whose VM it runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The guest PID of the container's first process, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_pid: Option<u32>,
 }
 
 impl ContainerState {
+    /// The container whose state directory holds the VM's sockets: the pod's
+    /// sandbox for a pod's container, the container itself otherwise.
+    pub fn vm_id(&self) -> &str {
+        self.pod.as_deref().unwrap_or(&self.id)
+    }
+
     /// The status as it is now: `stopped` if the recorded sandbox process is gone,
     /// a zombie, or its pid now belongs to another process (start time differs),
     /// whatever `state.json` says. A `creating` state is taken as is (the caller

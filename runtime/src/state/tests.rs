@@ -28,6 +28,8 @@ fn sample(id: &str) -> ContainerState {
         },
         systemd_cgroup: false,
         hooks: None,
+        pod: None,
+        guest_pid: None,
     }
 }
 

@@ -48,6 +48,11 @@ pub struct ShareEntry {
 pub struct ShareLayout {
     /// The entries; a later one may go below an earlier directory.
     pub entries: Vec<ShareEntry>,
+    /// Whether mounts the host makes later below a shared host directory bound
+    /// into the share reach it (a pod's containers, added after virtiofsd started):
+    /// virtiofsd's namespace is then a slave of the host's instead of private.
+    /// Mounts made in it never reach the host either way.
+    pub receive_host_mounts: bool,
 }
 
 /// A layout that cannot be assembled.
@@ -78,6 +83,7 @@ enum Step {
 pub struct PreparedLayout {
     root: CString,
     steps: Vec<Step>,
+    propagation: MsFlags,
 }
 
 impl PreparedLayout {
@@ -113,6 +119,11 @@ impl PreparedLayout {
         Ok(PreparedLayout {
             root: c_path(root)?,
             steps,
+            propagation: if layout.receive_host_mounts {
+                MsFlags::MS_SLAVE
+            } else {
+                MsFlags::MS_PRIVATE
+            },
         })
     }
 
@@ -121,13 +132,7 @@ impl PreparedLayout {
     pub fn apply(&self) -> Result<(), Errno> {
         unshare(CloneFlags::CLONE_NEWNS)?;
         let none = None::<&CStr>;
-        mount(
-            none,
-            c"/",
-            none,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            none,
-        )?;
+        mount(none, c"/", none, MsFlags::MS_REC | self.propagation, none)?;
         let quiet = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(
             Some(c"husk-share"),
@@ -213,6 +218,7 @@ mod tests {
                 entry("/h/hosts", "c1/mounts/0", EntryKind::File, true),
                 entry("/h/dir", "./c1/mounts/1", EntryKind::Dir, true),
             ],
+            receive_host_mounts: false,
         };
         let prepared = PreparedLayout::new(Path::new("/s"), &layout).unwrap();
         let text: Vec<String> = prepared
@@ -253,12 +259,14 @@ mod tests {
         for target in ["", "/abs", "a/../../b", ".."] {
             let layout = ShareLayout {
                 entries: vec![entry("/x", target, EntryKind::Dir, false)],
+                receive_host_mounts: false,
             };
             let err = PreparedLayout::new(Path::new("/s"), &layout).unwrap_err();
             assert!(matches!(err, LayoutError::BadTarget(_)), "{target}: {err}");
         }
         let layout = ShareLayout {
             entries: vec![entry("rel", "a", EntryKind::Dir, false)],
+            receive_host_mounts: false,
         };
         let err = PreparedLayout::new(Path::new("/s"), &layout).unwrap_err();
         assert!(matches!(err, LayoutError::RelativeSource(_)), "{err}");

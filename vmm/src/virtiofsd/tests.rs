@@ -196,6 +196,7 @@ fn a_layout_is_private_to_virtiofsd() {
             entry(host.join("hosts"), "c/mounts/0", EntryKind::File, true),
             entry(host.join("dir"), "c/mounts/1", EntryKind::Dir, false),
         ],
+        receive_host_mounts: false,
     });
     let err = Virtiofsd::start(&config).unwrap_err();
     assert!(err.to_string().contains("exit status: 3"), "{err}");

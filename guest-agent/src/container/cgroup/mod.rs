@@ -166,6 +166,29 @@ impl Cgroup {
         Ok(stats::keyed(&events, "frozen") == Some(1))
     }
 
+    /// Kills every process in the cgroup (`cgroup.kill`, which also ends a frozen
+    /// one) and waits until `cgroup.events` says it is empty, until `deadline`.
+    pub fn kill_all(&self, deadline: Instant) -> Result<(), AgentError> {
+        let path = &self.path;
+        write_file(&path.join("cgroup.kill"), "1")
+            .map_err(|e| internal(format!("cannot kill cgroup {}: {e}", path.display())))?;
+        loop {
+            let events = std::fs::read_to_string(path.join("cgroup.events")).map_err(|e| {
+                internal(format!("cannot read {}/cgroup.events: {e}", path.display()))
+            })?;
+            if stats::keyed(&events, "populated") == Some(0) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(internal(format!(
+                    "cgroup {} still holds processes after cgroup.kill",
+                    path.display()
+                )));
+            }
+            std::thread::sleep(FREEZE_POLL);
+        }
+    }
+
     /// Writes the thaw request without waiting (after a SIGKILL, say).
     pub fn thaw_now(&self) -> io::Result<()> {
         write_file(&self.path.join("cgroup.freeze"), "0")
