@@ -9,6 +9,21 @@ use crate::netlink::link::parse_mac;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::protocol::network::{IpNet, NetworkConfig};
 use crate::protocol::{AgentError, ErrorCode};
+use std::sync::Mutex;
+
+pub mod namespace;
+
+/// The last configuration applied by `configure`, for a container's own network
+/// namespace, which the interfaces move into.
+static CONFIGURED: Mutex<Option<NetworkConfig>> = Mutex::new(None);
+
+/// What `configure` applied last, if anything.
+pub fn configured() -> Option<NetworkConfig> {
+    CONFIGURED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
 
 /// Most interfaces, addresses per interface and routes accepted in one request.
 pub const MAX_INTERFACES: usize = 8;
@@ -88,8 +103,18 @@ pub fn validate(config: &NetworkConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Applies `config` to the guest.
+/// Applies `config` to the guest, and remembers it for the containers that get a
+/// network namespace of their own.
 pub fn configure(config: &NetworkConfig) -> Result<(), AgentError> {
+    apply(config)?;
+    *CONFIGURED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(config.clone());
+    Ok(())
+}
+
+/// Applies `config` in the calling thread's network namespace.
+fn apply(config: &NetworkConfig) -> Result<(), AgentError> {
     validate(config)?;
     let failed =
         |e: NetlinkError| AgentError::new(ErrorCode::Internal, crate::server::log::error_chain(&e));

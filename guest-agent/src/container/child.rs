@@ -97,11 +97,13 @@ pub enum Stage {
     Seccomp,
     /// Joining the container's cgroup (before a cgroup namespace is unshared).
     Cgroup,
+    /// Entering namespace `index` (`setns`) of those joined.
+    Join,
 }
 
 impl Stage {
     /// Every stage, in number order.
-    pub const ALL: [Stage; 31] = {
+    pub const ALL: [Stage; 32] = {
         use Stage::*;
         [
             Ready,
@@ -135,6 +137,7 @@ impl Stage {
             NoNewPrivileges,
             Seccomp,
             Cgroup,
+            Join,
         ]
     };
 
@@ -172,6 +175,9 @@ pub enum Place<'a> {
         hostname: Option<&'a str>,
         /// Namespaces unshared besides the mount namespace.
         namespaces: CloneFlags,
+        /// Namespaces entered (`setns`) before those are unshared: joined by path,
+        /// and the container's network namespace made by the agent.
+        join: &'a [(BorrowedFd<'a>, CloneFlags)],
         /// The domain name, set in the new UTS namespace.
         domainname: Option<&'a str>,
         /// The container cgroup's `cgroup.procs`: the process joins its cgroup
@@ -182,17 +188,11 @@ pub enum Place<'a> {
     /// Another process in a running container: the namespaces and root directory of
     /// the container's first process.
     Enter {
-        /// `/proc/<pid>/ns/mnt`.
-        mnt: BorrowedFd<'a>,
-        /// `/proc/<pid>/ns/uts`.
-        uts: BorrowedFd<'a>,
-        /// `/proc/<pid>/ns/ipc`.
-        ipc: BorrowedFd<'a>,
+        /// `/proc/<pid>/ns/<type>` entered in order, the mount namespace first (its
+        /// pid namespace is entered by the fork, see `namespaces`).
+        namespaces: &'a [(BorrowedFd<'a>, CloneFlags)],
         /// `/proc/<pid>/root`.
         root: BorrowedFd<'a>,
-        /// `/proc/<pid>/ns/cgroup`, where the container has a cgroup namespace of its
-        /// own.
-        cgroup: Option<BorrowedFd<'a>>,
     },
 }
 
@@ -312,6 +312,7 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             hostname,
             console,
             namespaces,
+            join,
             domainname,
             join_cgroup,
         } => {
@@ -319,6 +320,7 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
                 // "0": the writing process itself; a write of PIPE_BUF or less.
                 write(procs, b"0").map_err(at(Stage::Cgroup))?;
             }
+            enter(join)?;
             unshare(CloneFlags::CLONE_NEWNS | *namespaces).map_err(at(Stage::Namespaces))?;
             let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
             mount(None::<&CStr>, c"/", None::<&CStr>, private, None::<&CStr>)
@@ -344,19 +346,8 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
             tree::change_root(rootfs)?;
             tree::finish(tree)?;
         }
-        Place::Enter {
-            mnt,
-            uts,
-            ipc,
-            root,
-            cgroup,
-        } => {
-            setns(mnt, CloneFlags::CLONE_NEWNS).map_err(at(Stage::Namespaces))?;
-            setns(uts, CloneFlags::CLONE_NEWUTS).map_err(at(Stage::Namespaces))?;
-            setns(ipc, CloneFlags::CLONE_NEWIPC).map_err(at(Stage::Namespaces))?;
-            if let Some(cgroup) = cgroup {
-                setns(cgroup, CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::Namespaces))?;
-            }
+        Place::Enter { namespaces, root } => {
+            enter(namespaces)?;
             fchdir(root).map_err(at(Stage::Chroot))?;
             chroot(c".").map_err(at(Stage::Chroot))?;
             chdir(c"/").map_err(at(Stage::Chroot))?;
@@ -366,6 +357,18 @@ fn setup(plan: &Plan<'_>) -> Result<(), Failure> {
     credentials(plan)?;
     if let Some(mask) = plan.umask {
         umask(mask);
+    }
+    Ok(())
+}
+
+/// Enters each namespace of `list` in order; a failure names its index.
+fn enter(list: &[(BorrowedFd<'_>, CloneFlags)]) -> Result<(), Failure> {
+    for (index, (fd, kind)) in list.iter().enumerate() {
+        setns(fd, *kind).map_err(|errno| Failure {
+            stage: Stage::Join,
+            index: index as u32,
+            errno,
+        })?;
     }
     Ok(())
 }
@@ -473,7 +476,7 @@ mod tests {
             assert_eq!(Stage::from_u32(i as u32), Some(*stage));
         }
         // Nothing past the list reads as a stage.
-        assert_eq!(Stage::Cgroup as usize + 1, Stage::ALL.len());
+        assert_eq!(Stage::Join as usize + 1, Stage::ALL.len());
         assert_eq!(Stage::from_u32(Stage::ALL.len() as u32), None);
     }
 }

@@ -85,8 +85,15 @@ pub fn process_setup(fields: ProcessFields) -> Result<ProcessSetup, AgentError> 
 /// What is applied of a container's fields.
 #[derive(Debug)]
 pub struct ContainerSetup {
-    /// Namespaces unshared besides the mount namespace.
+    /// Namespaces unshared besides the mount namespace (never `pid` or `network`:
+    /// see `pid` and `network`).
     pub namespaces: CloneFlags,
+    /// Namespaces joined by path (guest paths), in the order of the spec.
+    pub join: Vec<JoinSpec>,
+    /// A new pid namespace (`pid` without a path).
+    pub new_pid: bool,
+    /// A new network namespace (`network` without a path).
+    pub new_network: bool,
     /// `domainname`, set in the new UTS namespace.
     pub domainname: Option<String>,
     /// `linux.sysctl`.
@@ -94,6 +101,27 @@ pub struct ContainerSetup {
     /// `linux.seccomp`, compiled; also applied to exec'd processes.
     pub seccomp: Option<Arc<Program>>,
 }
+
+/// A namespace to join by its guest path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinSpec {
+    /// Its type, one `CLONE_NEW*` flag.
+    pub kind: CloneFlags,
+    /// Its path in the guest, normally `/proc/<pid>/ns/<type>`.
+    pub path: String,
+}
+
+/// The namespaces of a container, read from `linux.namespaces`.
+#[derive(Debug, PartialEq, Eq)]
+struct Namespaces {
+    unshare: CloneFlags,
+    join: Vec<JoinSpec>,
+    new_pid: bool,
+    new_network: bool,
+}
+
+/// The longest namespace path accepted.
+const MAX_NS_PATH: usize = 4096;
 
 /// One entry of `linux.namespaces`.
 #[derive(Debug, Deserialize)]
@@ -122,8 +150,14 @@ pub fn container_setup(
             )))
         }
     };
-    let mut namespaces = namespaces(&linux["namespaces"])?;
-    if hostname || domainname.is_some() {
+    let Namespaces {
+        unshare: mut namespaces,
+        join,
+        new_pid,
+        new_network,
+    } = namespaces(&linux["namespaces"])?;
+    let joins_uts = join.iter().any(|j| j.kind == CloneFlags::CLONE_NEWUTS);
+    if (hostname || domainname.is_some()) && !joins_uts {
         namespaces |= CloneFlags::CLONE_NEWUTS;
     }
     if linux["mountLabel"].as_str().is_some_and(|l| !l.is_empty()) {
@@ -148,22 +182,30 @@ pub fn container_setup(
     };
     Ok(ContainerSetup {
         namespaces,
+        join,
+        new_pid,
+        new_network,
         domainname,
         sysctl: limits::sysctls(&linux["sysctl"])?,
         seccomp,
     })
 }
 
-/// The namespaces to unshare besides the mount namespace (always new). `pid`,
-/// `network`, `user` and `time` are accepted and not applied (see
-/// `docs/protocol.md`); joining a namespace by `path` is refused for those applied.
-fn namespaces(list: &serde_json::Value) -> Result<CloneFlags, AgentError> {
+/// The namespaces besides the mount namespace (always new): unshared, joined by a
+/// guest path, or, for `pid` and `network`, made by the agent around the fork.
+/// `user` and `time` are accepted and not applied (see `docs/protocol.md`).
+fn namespaces(list: &serde_json::Value) -> Result<Namespaces, AgentError> {
+    let mut out = Namespaces {
+        unshare: CloneFlags::empty(),
+        join: Vec::new(),
+        new_pid: false,
+        new_network: false,
+    };
     if list.is_null() {
-        return Ok(CloneFlags::empty());
+        return Ok(out);
     }
     let list = Vec::<NamespaceSpec>::deserialize(list)
         .map_err(|e| invalid(format!("linux.namespaces is not a list of namespaces: {e}")))?;
-    let mut flags = CloneFlags::empty();
     for (i, ns) in list.iter().enumerate() {
         if list[..i].iter().any(|other| other.kind == ns.kind) {
             return Err(invalid(format!(
@@ -172,31 +214,48 @@ fn namespaces(list: &serde_json::Value) -> Result<CloneFlags, AgentError> {
             )));
         }
         let flag = match ns.kind.as_str() {
-            "mount" => CloneFlags::empty(),
+            "mount" => CloneFlags::CLONE_NEWNS,
             "uts" => CloneFlags::CLONE_NEWUTS,
             "ipc" => CloneFlags::CLONE_NEWIPC,
             // Unshared once the process is in its own cgroup (`child`).
             "cgroup" => CloneFlags::CLONE_NEWCGROUP,
-            "pid" | "network" | "user" | "time" => continue,
+            "pid" => CloneFlags::CLONE_NEWPID,
+            "network" => CloneFlags::CLONE_NEWNET,
+            "user" | "time" => continue,
             other => {
                 return Err(invalid(format!(
                     "linux.namespaces: unknown namespace type {other:?}"
                 )))
             }
         };
-        if ns.path.as_deref().is_some_and(|p| !p.is_empty()) {
-            return Err(AgentError::new(
-                ErrorCode::Unsupported,
-                format!(
-                    "linux.namespaces: joining an existing {} namespace by path is not \
-                     supported (one container per VM)",
-                    ns.kind
-                ),
-            ));
+        match ns.path.as_deref().filter(|p| !p.is_empty()) {
+            Some(_) if flag == CloneFlags::CLONE_NEWNS => {
+                return Err(AgentError::new(
+                    ErrorCode::Unsupported,
+                    "linux.namespaces: joining an existing mount namespace by path is not \
+                     supported (a container's mount namespace is always new)",
+                ))
+            }
+            Some(path) => {
+                if !path.starts_with('/') || path.len() > MAX_NS_PATH || path.contains('\0') {
+                    return Err(invalid(format!(
+                        "linux.namespaces: the {} namespace's path {path:?} is not an \
+                         absolute guest path",
+                        ns.kind
+                    )));
+                }
+                out.join.push(JoinSpec {
+                    kind: flag,
+                    path: path.to_owned(),
+                });
+            }
+            None if flag == CloneFlags::CLONE_NEWPID => out.new_pid = true,
+            None if flag == CloneFlags::CLONE_NEWNET => out.new_network = true,
+            None if flag == CloneFlags::CLONE_NEWNS => {}
+            None => out.unshare |= flag,
         }
-        flags |= flag;
     }
-    Ok(flags)
+    Ok(out)
 }
 
 fn invalid(message: impl Into<String>) -> AgentError {
@@ -215,7 +274,7 @@ mod tests {
                 "domainname": "example.org",
                 "linux": {
                     "namespaces": [{"type": "mount"}, {"type": "ipc"}, {"type": "pid"},
-                                   {"type": "network", "path": "/run/netns/x"}],
+                                   {"type": "network", "path": "/proc/7/ns/net"}],
                     "sysctl": {"kernel.shmmax": "65536"},
                     "seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
                                 "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
@@ -228,11 +287,29 @@ mod tests {
             setup.namespaces,
             CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS
         );
+        assert!(setup.new_pid && !setup.new_network);
+        assert_eq!(
+            setup.join,
+            [JoinSpec {
+                kind: CloneFlags::CLONE_NEWNET,
+                path: "/proc/7/ns/net".into()
+            }]
+        );
         assert_eq!(setup.domainname.as_deref(), Some("example.org"));
         assert_eq!(setup.sysctl.len(), 1);
         assert!(setup.seccomp.is_some());
         let plain = container_setup(&json!({}), true).unwrap();
         assert_eq!(plain.namespaces, CloneFlags::CLONE_NEWUTS);
+        assert!(!plain.new_pid && !plain.new_network && plain.join.is_empty());
+        // A hostname in a joined UTS namespace is set there: no new one.
+        let joined = container_setup(
+            &json!({"linux": {"namespaces": [{"type": "uts", "path": "/proc/7/ns/uts"},
+                                             {"type": "network"}]}}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(joined.namespaces, CloneFlags::empty());
+        assert!(joined.new_network && !joined.new_pid);
         assert!(plain.domainname.is_none() && plain.seccomp.is_none());
     }
 
@@ -250,8 +327,16 @@ mod tests {
                 "unknown namespace",
             ),
             (
-                json!({"linux": {"namespaces": [{"type": "ipc", "path": "/proc/1/ns/ipc"}]}}),
-                "by path is not supported",
+                json!({"linux": {"namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]}}),
+                "always new",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "ipc", "path": "proc/1/ns/ipc"}]}}),
+                "absolute guest path",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "pid", "path": "/a\u{0}b"}]}}),
+                "absolute guest path",
             ),
             (
                 json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),

@@ -22,6 +22,7 @@ pub mod child;
 mod control;
 pub mod isolation;
 pub mod limits;
+pub mod namespaces;
 pub mod reaper;
 pub mod relay;
 pub mod rootfs;
@@ -35,6 +36,7 @@ mod syscalls;
 
 pub use reaper::Reaper;
 
+use crate::network::namespace::ContainerNetwork;
 use crate::protocol::{
     AgentError, ContainerStats, ErrorCode, ExitStatus, RequestBody, ResponseBody, StreamHello,
 };
@@ -84,6 +86,9 @@ struct Container {
     oom_reported: AtomicU64,
     /// `linux.seccomp`, compiled, for exec'd processes too.
     seccomp: Option<Arc<seccomp::Program>>,
+    /// Its own network namespace, holding the guest's interfaces until dropped.
+    #[allow(dead_code)] // Held for its `Drop`.
+    network: Option<ContainerNetwork>,
 }
 
 /// A process of a container.
@@ -225,6 +230,17 @@ impl Containers {
         }
         let tree = rootfs::parse(spec)?.with_implicit_proc(rootfs);
         let resources = cgroup::resources::plan(&spec["linux"]["resources"])?;
+        let mut joined = namespaces::open_all(&setup.join)?;
+        let network = if setup.new_network {
+            let network = ContainerNetwork::new()?;
+            joined.push(namespaces::Joined {
+                kind: CloneFlags::CLONE_NEWNET,
+                fd: network.namespace()?,
+            });
+            Some(network)
+        } else {
+            None
+        };
         let cgroup = match &self.cgroups {
             Some(root) => {
                 let cgroup = root.create(id)?;
@@ -256,6 +272,7 @@ impl Containers {
             tree: &tree,
             setup: &setup,
             join_cgroup: join.as_ref().map(std::os::fd::AsFd::as_fd),
+            joined: &joined,
         };
         // The held process joins the cgroup before it may exec. On failure it ends
         // when its start pipe closes, outside the cgroup, which goes at once.
@@ -283,6 +300,7 @@ impl Containers {
             paused: Mutex::new(false),
             oom_reported: AtomicU64::new(0),
             seccomp: setup.seccomp.clone(),
+            network,
         });
         let mut table = lock(&self.table);
         if table.contains_key(id) {

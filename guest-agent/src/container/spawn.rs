@@ -8,6 +8,7 @@
 use super::child::{self, Failure, Plan, Stage, RECORD_LEN};
 use super::isolation::ContainerSetup;
 use super::limits;
+use super::namespaces::{self, Joined, PidNamespace};
 use super::reaper::Reaper;
 use super::rootfs::RootfsPlan;
 use super::seccomp::Program;
@@ -16,6 +17,7 @@ use super::stdio::ChildStdio;
 use crate::protocol::{AgentError, ErrorCode};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
+use nix::sched::CloneFlags;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::stat::Mode;
 use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid};
@@ -24,7 +26,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ pub enum Where<'a> {
         /// The container cgroup's `cgroup.procs`, for a child that joins it itself
         /// (before it unshares a cgroup namespace).
         join_cgroup: Option<BorrowedFd<'a>>,
+        /// The namespaces joined by path, and the network namespace the agent made
+        /// for the container.
+        joined: &'a [Joined],
     },
     /// The container whose first process is `init`.
     Enter {
@@ -78,8 +82,10 @@ pub fn spawn(
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| internal("pipe", e))?;
     let rootfs_c;
     let console_c;
-    let entered: [OwnedFd; 4];
-    let cgroup_ns: Option<OwnedFd>;
+    let join: Vec<(BorrowedFd<'_>, CloneFlags)>;
+    let entered: Vec<(OwnedFd, CloneFlags)>;
+    let root: OwnedFd;
+    let pid_ns: Option<PidNamespace<'_>>;
     let (place_plan, mut keep, sysctl, seccomp) = match place {
         Where::New {
             rootfs,
@@ -87,6 +93,7 @@ pub fn spawn(
             tree,
             setup,
             join_cgroup,
+            joined,
         } => {
             rootfs_c = CString::new(rootfs.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::new(ErrorCode::InvalidArgument, "rootfs contains a NUL byte")
@@ -95,20 +102,35 @@ pub fn spawn(
                 ChildStdio::Pty(slave) => Some(terminal_path(slave.as_fd())?),
                 ChildStdio::Pipes { .. } => None,
             };
+            // A pid namespace is entered by the fork, the others by the child.
+            let (pid, others): (Vec<&Joined>, Vec<&Joined>) = joined
+                .iter()
+                .partition(|j| j.kind == CloneFlags::CLONE_NEWPID);
+            pid_ns = match pid.first() {
+                Some(joined) => Some(PidNamespace::Join(joined.fd.as_fd())),
+                None if setup.new_pid => Some(PidNamespace::New),
+                None => None,
+            };
+            join = others.iter().map(|j| (j.fd.as_fd(), j.kind)).collect();
             let plan = child::Place::New {
                 rootfs: &rootfs_c,
                 tree,
                 hostname,
                 console: console_c.as_deref(),
                 namespaces: setup.namespaces,
+                join: &join,
                 domainname: setup.domainname.as_deref(),
                 join_cgroup,
             };
-            let keep: Vec<RawFd> = join_cgroup.iter().map(|fd| fd.as_raw_fd()).collect();
+            let keep: Vec<RawFd> = join_cgroup
+                .iter()
+                .map(|fd| fd.as_raw_fd())
+                .chain(joined.iter().map(|j| j.fd.as_raw_fd()))
+                .collect();
             (plan, keep, &setup.sysctl[..], setup.seccomp.as_deref())
         }
         Where::Enter { init, seccomp } => {
-            let ns = |name: &str, flags: OFlag| {
+            let open_at = |name: &str, flags: OFlag| {
                 let path = format!("/proc/{init}/{name}");
                 open(path.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
                     AgentError::new(
@@ -117,33 +139,46 @@ pub fn spawn(
                     )
                 })
             };
-            entered = [
-                ns("ns/mnt", OFlag::O_RDONLY)?,
-                ns("ns/uts", OFlag::O_RDONLY)?,
-                ns("ns/ipc", OFlag::O_RDONLY)?,
-                ns("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?,
+            let mut list = vec![
+                (open_at("ns/mnt", OFlag::O_RDONLY)?, CloneFlags::CLONE_NEWNS),
+                (
+                    open_at("ns/uts", OFlag::O_RDONLY)?,
+                    CloneFlags::CLONE_NEWUTS,
+                ),
+                (
+                    open_at("ns/ipc", OFlag::O_RDONLY)?,
+                    CloneFlags::CLONE_NEWIPC,
+                ),
             ];
-            // The container's cgroup namespace, where it has one of its own.
-            let own_cgroup_ns = std::fs::metadata(format!("/proc/{init}/ns/cgroup"))
-                .ok()
-                .zip(std::fs::metadata("/proc/self/ns/cgroup").ok())
-                .is_some_and(|(theirs, ours)| theirs.ino() != ours.ino());
-            cgroup_ns = if own_cgroup_ns {
-                Some(ns("ns/cgroup", OFlag::O_RDONLY)?)
-            } else {
-                None
-            };
+            // The container's cgroup and network namespaces, where it has its own.
+            for (name, kind) in [
+                ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+                ("net", CloneFlags::CLONE_NEWNET),
+                ("pid", CloneFlags::CLONE_NEWPID),
+            ] {
+                if let Some(fd) = namespaces::own_namespace(init, name)? {
+                    list.push((fd, kind));
+                }
+            }
+            entered = list;
+            root = open_at("root", OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+            pid_ns = entered
+                .iter()
+                .find(|(_, kind)| *kind == CloneFlags::CLONE_NEWPID)
+                .map(|(fd, _)| PidNamespace::Join(fd.as_fd()));
+            join = entered
+                .iter()
+                .filter(|(_, kind)| *kind != CloneFlags::CLONE_NEWPID)
+                .map(|(fd, kind)| (fd.as_fd(), *kind))
+                .collect();
             let plan = child::Place::Enter {
-                mnt: entered[0].as_fd(),
-                uts: entered[1].as_fd(),
-                ipc: entered[2].as_fd(),
-                root: entered[3].as_fd(),
-                cgroup: cgroup_ns.as_ref().map(|fd| fd.as_fd()),
+                namespaces: &join,
+                root: root.as_fd(),
             };
             let keep = entered
                 .iter()
-                .chain(cgroup_ns.iter())
-                .map(|fd| fd.as_raw_fd())
+                .map(|(fd, _)| fd.as_raw_fd())
+                .chain([root.as_raw_fd()])
                 .collect();
             (plan, keep, &[][..], seccomp)
         }
@@ -187,16 +222,27 @@ pub fn spawn(
         security: launch.setup.security,
         seccomp,
     };
+    let fork_child = || {
+        // SAFETY: the child runs only `child::run`, which makes system calls on
+        // memory prepared before the fork and never returns.
+        match unsafe { fork() }? {
+            ForkResult::Parent { child } => Ok(child),
+            ForkResult::Child => child::run(&plan),
+        }
+    };
     let pid = reaper
-        .spawn_tracked(|| {
-            // SAFETY: the child runs only `child::run`, which makes system calls on
-            // memory prepared before the fork and never returns.
-            match unsafe { fork() }? {
-                ForkResult::Parent { child } => Ok(child),
-                ForkResult::Child => child::run(&plan),
-            }
+        .spawn_tracked(|| match pid_ns {
+            Some(pid_ns) => namespaces::fork_into(pid_ns, fork_child),
+            None => fork_child(),
         })
-        .map_err(|e| AgentError::new(ErrorCode::Internal, format!("fork: {e}")))?;
+        .map_err(|e| {
+            let into = match pid_ns {
+                Some(PidNamespace::New) => " into a new pid namespace",
+                Some(PidNamespace::Join(_)) => " into the container's pid namespace",
+                None => "",
+            };
+            AgentError::new(ErrorCode::Internal, format!("fork{into}: {e}"))
+        })?;
     drop((stdio, start_r, report_w));
     let mut held = Held {
         start: File::from(start_w),
@@ -339,6 +385,17 @@ impl Held {
             Stage::NoNewPrivileges => "process.noNewPrivileges: PR_SET_NO_NEW_PRIVS".to_owned(),
             Stage::Seccomp => "linux.seccomp: installing the filter".to_owned(),
             Stage::Cgroup => "joining the container's cgroup".to_owned(),
+            Stage::Join => match place {
+                Where::New { joined, .. } => {
+                    let kind = joined
+                        .iter()
+                        .filter(|j| j.kind != CloneFlags::CLONE_NEWPID)
+                        .nth(index as usize)
+                        .map_or(CloneFlags::empty(), |j| j.kind);
+                    format!("joining the {} namespace", namespaces::kind_name(kind))
+                }
+                Where::Enter { .. } => "entering the container's namespaces".to_owned(),
+            },
         };
         let code = match stage {
             Stage::Cwd

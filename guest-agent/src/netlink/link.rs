@@ -11,6 +11,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// An interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +210,17 @@ impl Netlink {
         }
         self.change(RouteNetlinkMessage::SetLink(msg), 0, || {
             format!("setting interface {index} (name {name:?}, MTU {mtu:?}, up {up})")
+        })
+    }
+
+    /// Moves interface `index` into the network namespace `ns` (it goes down and
+    /// loses its addresses and routes; name, MTU and MAC stay).
+    pub fn move_link(&mut self, index: u32, ns: BorrowedFd<'_>) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, || {
+            format!("moving interface {index} to another network namespace")
         })
     }
 

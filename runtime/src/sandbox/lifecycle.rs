@@ -189,6 +189,11 @@ pub fn create(
             message: error_chain(&e),
         }
     })?;
+    let network =
+        super::namespaces::for_guest(&mut spec).map_err(|e| RuntimeError::InvalidBundle {
+            bundle: state.bundle.clone(),
+            message: e.to_string(),
+        })?;
     let config = &state.config;
     let mut plan = SandboxPlan {
         id: state.id.clone(),
@@ -202,7 +207,7 @@ pub fn create(
             rootfs: state.rootfs.clone(),
             binds,
             dir: dir.clone(),
-            network: crate::network::NetworkMode::from_spec(&spec),
+            network,
             pod_share: None,
         },
         spec,

@@ -20,6 +20,7 @@ pub mod console_log;
 pub mod control;
 pub mod exec;
 pub mod lifecycle;
+pub mod namespaces;
 pub mod plan;
 pub mod pod;
 pub mod process;

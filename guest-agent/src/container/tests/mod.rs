@@ -6,6 +6,7 @@
 
 mod errors;
 mod mounts;
+mod namespaces;
 mod run;
 mod security;
 
@@ -27,7 +28,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// busybox applets linked in every test root filesystem.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "true", "sleep", "id", "hostname", "pwd", "test", "stty", "ls",
+    "sh", "echo", "cat", "true", "sleep", "id", "hostname", "pwd", "test", "stty", "ls", "tr",
 ];
 
 /// An agent context reaping like PID 1, with a quiet log.
