@@ -174,7 +174,10 @@ fn the_bridge_network_reaches_a_server_on_the_test_host() {
     use std::os::unix::fs::MetadataExt;
     let initial = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
     assert!(out.contains("pid=1\n"), "{out}");
-    assert!(out.contains("netns=") && !out.contains(&format!("netns={initial}\n")), "{out}");
+    assert!(
+        out.contains("netns=") && !out.contains(&format!("netns={initial}\n")),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("inet {}/16", from.ip())),
         "the connection came from the container's address {from}: {out}"
