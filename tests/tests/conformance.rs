@@ -19,17 +19,9 @@ const RUNC_EXPECTED_FAILURES: &[&str] = &[
     "hostname/domainname",
 ];
 
-/// Checks husk fails, and why (docs/conformance.md, "husk"): namespaces the agent
-/// accepts and does not make inside the guest. The VM is the container's network
-/// and isolation boundary: the network namespace's interface is carried into the
-/// guest, which has no other container; a PID namespace would need the agent to
-/// translate PIDs for its reaper, `ps` and `exec`. The test fails on a check that passes while listed, so the
-/// list cannot go stale.
-const HUSK_EXPECTED_FAILURES: &[&str] = &[
-    "namespaces/linux.namespaces.network",
-    "namespaces/linux.namespaces.pid",
-    "namespaces/linux.namespaces.pid.init",
-];
+/// Checks husk fails, and why (docs/conformance.md, "husk"): none. The test fails on
+/// a check that passes while listed, so the list cannot go stale.
+const HUSK_EXPECTED_FAILURES: &[&str] = &[];
 
 fn run_suite(name: &str, runtime: PathBuf, env: Vec<(String, String)>) -> Vec<String> {
     let work = std::env::temp_dir().join(format!("husk-conformance-{name}-{}", std::process::id()));

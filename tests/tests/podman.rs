@@ -161,10 +161,23 @@ fn the_bridge_network_reaches_a_server_on_the_test_host() {
         conn.write_all(b"hello-from-the-test-host\n").unwrap();
         from
     });
-    let script = format!("ip -o addr show eth0; nc {GATEWAY} {port}");
+    let script = format!(
+        "echo pid=$$; stat -L -c netns=%i /proc/self/ns/net; ip -o addr show eth0; \
+         nc {GATEWAY} {port}"
+    );
     let out = p.ok(&["run", "--rm", IMAGE, "sh", "-c", &script]);
     let from = server.join().unwrap();
     assert!(out.contains("hello-from-the-test-host"), "{out}");
+    // PID 1 of its pid namespace, and in a network namespace of its own in the guest
+    // (the kernel's initial network namespace has the same fixed inode number in the
+    // guest as in this test host), holding the interface.
+    use std::os::unix::fs::MetadataExt;
+    let initial = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    assert!(out.contains("pid=1\n"), "{out}");
+    assert!(
+        out.contains("netns=") && !out.contains(&format!("netns={initial}\n")),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("inet {}/16", from.ip())),
         "the connection came from the container's address {from}: {out}"

@@ -150,7 +150,7 @@ pub fn spawn(
                     CloneFlags::CLONE_NEWIPC,
                 ),
             ];
-            // The container's cgroup and network namespaces, where it has its own.
+            // The container's cgroup, network and pid namespaces, where it has its own.
             for (name, kind) in [
                 ("cgroup", CloneFlags::CLONE_NEWCGROUP),
                 ("net", CloneFlags::CLONE_NEWNET),
@@ -238,7 +238,10 @@ pub fn spawn(
         .map_err(|e| {
             let into = match pid_ns {
                 Some(PidNamespace::New) => " into a new pid namespace",
-                Some(PidNamespace::Join(_)) => " into the container's pid namespace",
+                Some(PidNamespace::Join(_)) => match place {
+                    Where::New { .. } => " into the joined pid namespace",
+                    Where::Enter { .. } => " into the container's pid namespace",
+                },
                 None => "",
             };
             AgentError::new(ErrorCode::Internal, format!("fork{into}: {e}"))

@@ -25,7 +25,7 @@ pub fn features_json() -> Value {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": husk_agent::container::rootfs::options::KNOWN,
         "linux": {
-            "namespaces": ["mount", "uts", "ipc", "cgroup"],
+            "namespaces": ["mount", "uts", "ipc", "cgroup", "pid", "network"],
             "capabilities": &security::NAMES[..],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {

@@ -62,21 +62,28 @@ fn a_signal_kills_and_stats_count_the_process() {
         .unwrap();
     let started = client.start("k").unwrap();
     // `start` returns once the process is released, maybe before its exec is done:
-    // while the kernel swaps its memory for sleep's, its RSS can read 0.
+    // while the kernel swaps its memory for sleep's, and until sleep touches its
+    // first pages, its RSS can read 0 (even with `comm` already "sleep").
     let comm = format!("/proc/{started}/comm");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
-        assert!(std::time::Instant::now() < deadline, "sleep never ran");
+    let stats = loop {
+        let stats = client.ask(RequestBody::Stats {
+            container_id: "k".into(),
+        });
+        let Ok(ResponseBody::Stats(stats)) = stats else {
+            panic!("stats answered {stats:?}");
+        };
+        let ran = std::fs::read_to_string(&comm).unwrap_or_default().trim() == "sleep";
+        if ran && stats.memory_bytes > 0 {
+            break stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep never ran with memory: {stats:?}"
+        );
         std::thread::yield_now();
-    }
-    let stats = client.ask(RequestBody::Stats {
-        container_id: "k".into(),
-    });
-    let Ok(ResponseBody::Stats(stats)) = stats else {
-        panic!("stats answered {stats:?}");
     };
     assert_eq!(stats.pids, 1);
-    assert!(stats.memory_bytes > 0);
     let pid = i32::try_from(started).unwrap();
     let listed = client.ask(RequestBody::Processes {
         container_id: "k".into(),
