@@ -21,7 +21,7 @@ HUSK_CHECKER=$(guest-image/build.sh path checker)
 # run, and debug builds of them are 25-35x slower); they run in one testbed boot.
 cargo build --release --workspace --bins
 suites=()
-for suite in smoke vmm_boot vsock virtiofs net oci_cli podman containerd conformance; do
+for suite in smoke vmm_boot vsock virtiofs net oci_cli podman containerd cri conformance; do
     bin=$(cargo test --release -p husk-tests --test "$suite" --no-run 2>&1 |
         sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
     [ -x "$bin" ] || { echo "run.sh: cannot find the $suite test binary" >&2; exit 1; }

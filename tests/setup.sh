@@ -18,6 +18,9 @@ packages=(
     podman
     # The engine of the containerd suite (with ctr), driving containerd-shim-husk-v2.
     containerd
+    # The CRI suite's client (a venv with PyPI's CRI stubs) and the pod network's
+    # CNI plugins (bridge, host-local, loopback, portmap).
+    python3-venv containernetworking-plugins
 )
 
 missing=()
@@ -46,6 +49,18 @@ if [ "$(readlink /usr/local/bin/virtiofsd 2>/dev/null)" != "$virtiofsd" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo ln -sfn "$virtiofsd" /usr/local/bin/virtiofsd
+fi
+
+# The CRI suite's client: PyPI's generated CRI v1 stubs (with grpcio), pinned, in a
+# venv in the cache (tests/cri/cri.py runs on it).
+cri_api_version=2.0.1
+cri_venv=$cache/cri-venv
+if ! "$cri_venv/bin/python" -c "import cri_api" 2>/dev/null ||
+    ! "$cri_venv/bin/pip" show container-runtime-interface-api 2>/dev/null |
+        grep -qx "Version: $cri_api_version"; then
+    echo "setup: installing container-runtime-interface-api $cri_api_version (venv in $cri_venv)"
+    python3 -m venv "$cri_venv"
+    "$cri_venv/bin/pip" install --quiet "container-runtime-interface-api==$cri_api_version"
 fi
 
 echo "setup: building the workspace"

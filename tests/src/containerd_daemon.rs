@@ -340,14 +340,16 @@ impl Containerd {
         left
     }
 
-    /// The mount points under containerd's state directory (its bundles' rootfs).
+    /// The mount points under containerd's state directory (its bundles' rootfs) and
+    /// under the shim's store (a pod's member directory).
     fn bundle_mounts(&self) -> impl Iterator<Item = String> {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let state = self.dir.join("state").display().to_string();
+        let store = self.dir.join("husk-shim").display().to_string();
         mounts
             .lines()
             .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
-            .filter(|point| point.starts_with(&state))
+            .filter(|point| point.starts_with(&state) || point.starts_with(&store))
             .collect::<Vec<_>>()
             .into_iter()
     }
@@ -422,6 +424,36 @@ impl Containerd {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// The resident memory (VmRSS, KiB) of each of husk's processes now, by kind:
+/// `shim`, `sandbox` (the VMM, guest memory it touched included), `relay`,
+/// `virtiofsd`.
+pub fn husk_process_memory() -> Vec<(&'static str, u64)> {
+    husk_processes()
+        .into_iter()
+        .filter_map(|(pid, cmdline)| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let rss = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            let kind = if cmdline.contains("__sandbox") {
+                "sandbox"
+            } else if cmdline.contains("__exec") {
+                "relay"
+            } else if cmdline.contains(SHIM) {
+                "shim"
+            } else {
+                "virtiofsd"
+            };
+            Some((kind, rss))
+        })
+        .collect()
 }
 
 /// Processes of husk's: sandbox processes, exec relays, shims, virtiofsd; with

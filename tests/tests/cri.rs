@@ -5,7 +5,9 @@
 //! the node's default runtime, which checks the suite itself. Needs hardware KVM:
 //! ignored by a plain `cargo test`, run in the testbed by `tests/run.sh`.
 
-use husk_tests::containerd_daemon::{Containerd, ScrubOnFailure, CRI_HANDLER, IMAGE, PAUSE_IMAGE};
+use husk_tests::containerd_daemon::{
+    husk_process_memory, Containerd, ScrubOnFailure, CRI_HANDLER, IMAGE, PAUSE_IMAGE,
+};
 use husk_tests::cri_client::Cri;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -38,8 +40,14 @@ fn pod_config(c: &Containerd, name: &str) -> Value {
         "metadata": {"name": name, "uid": format!("{name}-uid"), "namespace": "husk-e2e", "attempt": 0},
         "hostname": name,
         "logDirectory": logs,
-        "linux": {"securityContext": {"namespaceOptions": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}}}
+        "linux": {"securityContext": {"namespaceOptions": namespaces()}}
     })
+}
+
+/// The pod's namespace options: network and IPC shared by the pod, a PID namespace
+/// per container.
+fn namespaces() -> Value {
+    json!({"network": "POD", "pid": "CONTAINER", "ipc": "POD"})
 }
 
 /// Creates and starts container `name` of the pod running `command`; its ID.
@@ -53,6 +61,8 @@ fn start_container(cri: &Cri, pod: &str, config: &Value, name: &str, command: &[
                 "image": {"image": IMAGE},
                 "command": command,
                 "logPath": format!("{name}.log"),
+                // As the kubelet sets it for a pod without shareProcessNamespace.
+                "linux": {"securityContext": {"namespaceOptions": namespaces()}},
             },
             "sandboxConfig": config,
         }),
@@ -74,6 +84,8 @@ fn exec_sync(cri: &Cri, id: &str, cmd: &[&str]) -> (i64, String) {
 
 /// What one run of the pod saw.
 struct PodRun {
+    /// husk's processes' resident memory while the pod ran (empty under runc).
+    memory: Vec<(&'static str, u64)>,
     /// The boot ID each container read.
     boot_ids: [String; 2],
     /// The pod's IP and whether it appears in the containers' interfaces.
@@ -133,6 +145,29 @@ fn run_pod(c: &Containerd, handler: &str) -> PodRun {
     let boot = |id: &str| exec_sync(&cri, id, &["cat", "/proc/sys/kernel/random/boot_id"]).1;
     let boot_ids = [boot(&server), boot(&client)];
     let (_, addresses) = exec_sync(&cri, &client, &["ip", "-4", "addr"]);
+    // The pod's IPC and UTS namespaces are shared; each container has its own PID
+    // namespace (`pid: CONTAINER`) and its own cgroup namespace (rooted at its own
+    // cgroup).
+    let place = |id: &str| {
+        let script = "for ns in ipc uts pid cgroup; do readlink /proc/self/ns/$ns; done; \
+                      hostname; echo pid1=$(cat /proc/1/comm)";
+        let (code, out) = exec_sync(&cri, id, &["sh", "-c", script]);
+        assert_eq!(code, 0, "{out}");
+        out.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let (sp, cp) = (place(&server), place(&client));
+    assert_eq!(sp.len(), 6, "{sp:?}");
+    assert_eq!(
+        (&sp[0], &sp[1]),
+        (&cp[0], &cp[1]),
+        "IPC and UTS namespaces differ"
+    );
+    assert_ne!(sp[2], cp[2], "one PID namespace for both: {sp:?} {cp:?}");
+    assert_ne!(sp[3], cp[3], "one cgroup namespace for both: {sp:?} {cp:?}");
+    assert_eq!((sp[4].as_str(), cp[4].as_str()), ("pod1", "pod1"));
+    // The client's own command is PID 1 of its namespace, not the pause process.
+    assert_eq!(cp[5], "pid1=sleep");
+    let memory = husk_process_memory();
 
     cri.ok("StopPodSandbox", &json!({"podSandboxId": pod}));
     cri.ok("RemovePodSandbox", &json!({"podSandboxId": pod}));
@@ -140,6 +175,7 @@ fn run_pod(c: &Containerd, handler: &str) -> PodRun {
     assert_eq!(left["items"], json!([]), "pods left: {left}");
     c.assert_nothing_left();
     PodRun {
+        memory,
         boot_ids,
         ip,
         addresses,
@@ -172,6 +208,18 @@ fn a_pod_of_two_containers_shares_one_microvm() {
     let own = node("husk");
     let c = ScrubOnFailure(&own);
     let run = run_pod(&c, CRI_HANDLER);
+    // A figure for the RuntimeClass's podOverhead (docs/kubernetes.md), not a check.
+    let mut total = 0;
+    for (kind, kib) in &run.memory {
+        println!("pod host memory: {kind} {:.1} MiB", *kib as f64 / 1024.0);
+        total += kib;
+    }
+    println!("pod host memory: total {:.1} MiB", total as f64 / 1024.0);
+    assert!(
+        run.memory.iter().filter(|(k, _)| *k == "sandbox").count() == 1,
+        "one VM for the pod: {:?}",
+        run.memory
+    );
     assert_ne!(
         run.boot_ids[0],
         host_boot_id(),
