@@ -56,37 +56,34 @@ pub fn role(id: &str, annotations: &BTreeMap<String, String>) -> Role {
 mod tests {
     use super::*;
 
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn annotations<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
+        BTreeMap::from(pairs.map(|(k, v)| (k.to_owned(), v.to_owned())))
     }
 
     #[test]
     fn roles_follow_the_cri_annotations() {
-        assert_eq!(role("c", &annotations(&[])), Role::Single);
+        assert_eq!(role("c", &annotations([])), Role::Single);
         assert_eq!(
             role(
                 "p",
-                &annotations(&[(CONTAINER_TYPE, "sandbox"), (SANDBOX_ID, "p")])
+                &annotations([(CONTAINER_TYPE, "sandbox"), (SANDBOX_ID, "p")])
             ),
             Role::Sandbox
         );
         assert_eq!(
             role(
                 "c",
-                &annotations(&[(CONTAINER_TYPE, "container"), (SANDBOX_ID, "p")])
+                &annotations([(CONTAINER_TYPE, "container"), (SANDBOX_ID, "p")])
             ),
             Role::Member {
                 sandbox: "p".into()
             }
         );
         for odd in [
-            annotations(&[(CONTAINER_TYPE, "container")]),
-            annotations(&[(CONTAINER_TYPE, "container"), (SANDBOX_ID, "")]),
-            annotations(&[(CONTAINER_TYPE, "container"), (SANDBOX_ID, "c")]),
-            annotations(&[(CONTAINER_TYPE, "other"), (SANDBOX_ID, "p")]),
+            annotations([(CONTAINER_TYPE, "container")]),
+            annotations([(CONTAINER_TYPE, "container"), (SANDBOX_ID, "")]),
+            annotations([(CONTAINER_TYPE, "container"), (SANDBOX_ID, "c")]),
+            annotations([(CONTAINER_TYPE, "other"), (SANDBOX_ID, "p")]),
         ] {
             assert_eq!(role("c", &odd), Role::Single, "{odd:?}");
         }
