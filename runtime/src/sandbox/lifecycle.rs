@@ -181,6 +181,7 @@ pub fn create(
         return pod::member::create(store, state, spec, opts, sandbox);
     }
     let dir = store.dir(&state.id);
+    VmPlan::check_socket_paths(&dir).map_err(RuntimeError::InvalidArgument)?;
     let mut spec = serde_json::to_value(spec)
         .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
     let binds = super::share::plan_binds(&mut spec, &state.bundle, GUEST_SHARE).map_err(|e| {

@@ -69,10 +69,37 @@ fn loopback_only() -> NetworkMode {
     NetworkMode::LoopbackOnly
 }
 
+/// The longest path a unix socket may be bound or reached at (`sun_path` holds 108
+/// bytes with the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
 impl VmPlan {
     /// The hybrid vsock socket through which the host reaches the agent.
     pub fn vsock_path(dir: &Path) -> PathBuf {
         dir.join("vsock.sock")
+    }
+
+    /// virtiofsd's vhost-user socket.
+    pub fn virtiofsd_path(dir: &Path) -> PathBuf {
+        dir.join("virtiofsd.sock")
+    }
+
+    /// Checks that the sockets of a sandbox in state directory `dir` fit `sun_path`:
+    /// a long `--root` (or `HUSK_SHIM_ROOT`, containerd namespace) and container ID
+    /// would otherwise fail deep inside the VMM or virtiofsd.
+    pub fn check_socket_paths(dir: &Path) -> Result<(), String> {
+        for path in [Self::vsock_path(dir), Self::virtiofsd_path(dir)] {
+            let len = path.as_os_str().len();
+            if len > MAX_SOCKET_PATH {
+                return Err(format!(
+                    "the sandbox's socket {} would be {len} bytes long, over the \
+                     {MAX_SOCKET_PATH} a unix socket path may have: use a shorter \
+                     state root (--root, HUSK_SHIM_ROOT) or container ID",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -138,7 +165,7 @@ impl SandboxVm {
         };
         // From here on a failure undoes the network set-up (the tap goes with `nic`).
         let mut undo = NetworkUndo(network_config.as_ref().map(|_| plan.dir.clone()));
-        let socket = plan.dir.join("virtiofsd.sock");
+        let socket = VmPlan::virtiofsd_path(&plan.dir);
         // An empty directory: virtiofsd's private mount namespace puts a tmpfs on it.
         let shared_dir = plan.dir.join("share");
         match std::fs::create_dir(&shared_dir) {
@@ -259,5 +286,23 @@ impl Drop for NetworkUndo {
 impl Drop for SandboxVm {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_must_fit_sun_path() {
+        let id = "a".repeat(64);
+        let fits = Path::new("/run/husk-shim/k8s.io").join(&id);
+        assert!(VmPlan::check_socket_paths(&fits).is_ok());
+        let long = Path::new("/run/husk-shim/a-much-longer-containerd-namespace").join(&id);
+        let err = VmPlan::check_socket_paths(&long).unwrap_err();
+        assert!(
+            err.contains("vsock.sock") && err.contains("125 bytes"),
+            "{err}"
+        );
     }
 }

@@ -100,7 +100,7 @@ impl PodShare {
             return Ok(());
         }
         detach(dir)?;
-        std::fs::remove_dir_all(dir).map_err(io_fail("remove", dir))
+        remove_mount_points(dir)
     }
 
     /// Mounts member `id`'s root file system and binds. On failure what was mounted
@@ -153,8 +153,40 @@ impl PodShare {
             }
         }
         detach(&member.join("rootfs"))?;
-        std::fs::remove_dir_all(&member).map_err(io_fail("remove", &member))
+        remove_mount_points(&member)
     }
+}
+
+/// Removes the tree of (now unmounted) mount points below and at `path`: only empty
+/// directories and empty files, on the same file system as `path`. Anything else
+/// means a mount is still there, and is reported rather than deleted: a
+/// recursive delete would reach into a container's root file system or a bound host
+/// directory.
+fn remove_mount_points(path: &Path) -> Result<(), PodShareError> {
+    use std::os::unix::fs::MetadataExt;
+    let top = std::fs::symlink_metadata(path).map_err(io_fail("inspect", path))?;
+    let still_mounted = |p: &Path| PodShareError {
+        what: "remove (still mounted, or not made by husk)",
+        path: p.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::DirectoryNotEmpty),
+    };
+    let entries = std::fs::read_dir(path).map_err(io_fail("list", path))?;
+    for entry in entries {
+        let entry = entry.map_err(io_fail("list", path))?;
+        let child = entry.path();
+        let meta = std::fs::symlink_metadata(&child).map_err(io_fail("inspect", &child))?;
+        if meta.dev() != top.dev() {
+            return Err(still_mounted(&child));
+        }
+        if meta.is_dir() {
+            remove_mount_points(&child)?;
+        } else if meta.is_file() && meta.len() == 0 {
+            std::fs::remove_file(&child).map_err(io_fail("remove", &child))?;
+        } else {
+            return Err(still_mounted(&child));
+        }
+    }
+    std::fs::remove_dir(path).map_err(io_fail("remove", path))
 }
 
 /// Lazily unmounts whatever is mounted on `path` (nothing mounted is fine). Lazily:

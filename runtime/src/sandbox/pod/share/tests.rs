@@ -104,3 +104,22 @@ fn a_failed_member_leaves_nothing() {
     assert!(!pod.dir().join("m1").exists());
     pod.destroy().unwrap();
 }
+
+#[test]
+fn a_tree_with_data_in_it_is_not_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let member = tmp.path().join("m1");
+    std::fs::create_dir_all(member.join("rootfs/etc")).unwrap();
+    std::fs::write(member.join("rootfs/etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    std::fs::create_dir_all(member.join("mounts")).unwrap();
+    std::fs::File::create(member.join("mounts/0")).unwrap();
+    let err = remove_mount_points(&member).unwrap_err().to_string();
+    assert!(
+        err.contains("passwd") && err.contains("still mounted"),
+        "{err}"
+    );
+    assert!(member.join("rootfs/etc/passwd").exists());
+    std::fs::remove_file(member.join("rootfs/etc/passwd")).unwrap();
+    remove_mount_points(&member).unwrap();
+    assert!(!member.exists());
+}
