@@ -168,7 +168,7 @@ fn remove_mount_points(path: &Path) -> Result<(), PodShareError> {
     let still_mounted = |p: &Path| PodShareError {
         what: "remove (still mounted, or not made by husk)",
         path: p.to_path_buf(),
-        source: std::io::Error::from(std::io::ErrorKind::DirectoryNotEmpty),
+        source: std::io::Error::from_raw_os_error(libc::ENOTEMPTY),
     };
     let entries = std::fs::read_dir(path).map_err(io_fail("list", path))?;
     for entry in entries {
