@@ -197,6 +197,20 @@ fn bad_annotation_is_named() {
 }
 
 #[test]
+fn a_pod_container_without_its_sandbox_is_refused_and_leaves_nothing() {
+    let env = Env::new();
+    let config = GOOD.replace(
+        "\"ociVersion\"",
+        "\"annotations\":{\"io.kubernetes.cri.container-type\":\"container\",\
+         \"io.kubernetes.cri.sandbox-id\":\"pod1\"},\"ociVersion\"",
+    );
+    let bundle = env.bundle("b", &config, true);
+    let out = env.husk(&["create", "-b", bundle.to_str().unwrap(), "c1"]);
+    assert_fails(&out, "its pod sandbox \"pod1\" does not exist");
+    env.assert_store_empty();
+}
+
+#[test]
 fn double_create_is_already_exists() {
     let env = Env::new();
     env.put("c1", Status::Stopped, None, None);
