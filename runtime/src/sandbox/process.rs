@@ -64,7 +64,12 @@ pub fn run(dir: &Path) -> i32 {
     match Sandbox::start(&plan, &mut reporter, sandbox_started) {
         Ok(sandbox) => sandbox.wait(),
         Err(e) => {
-            let msg = husk_agent::server::log::error_chain(&e);
+            let mut msg = husk_agent::server::log::error_chain(&e);
+            if guest_gone(&e) {
+                // The state directory, console.log with it, goes with the failed
+                // create: its last words go into the error.
+                msg.push_str(&console_tail(&dir.join("console.log")));
+            }
             tracing::error!("{msg}");
             reporter.send(&Report::Failed(msg));
             1
@@ -235,6 +240,49 @@ impl Sandbox {
     }
 }
 
+/// Whether a start-up failure means the guest (or its agent) went away.
+fn guest_gone(e: &SandboxError) -> bool {
+    use crate::agent::ClientError;
+    match e {
+        SandboxError::Vm(_) => true,
+        SandboxError::Agent(_, ClientError::ConnectRefused { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The guest console's last lines (at most 8 and 1 KiB, printable ASCII only: the
+/// guest wrote them), as a suffix for an error message; empty if there are none.
+fn console_tail(path: &Path) -> String {
+    const MAX_LINES: usize = 8;
+    const MAX_BYTES: usize = 1024;
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(MAX_BYTES * 4);
+    let text: String = bytes[start..]
+        .iter()
+        .map(|&b| match b {
+            b'\n' => '\n',
+            0x20..=0x7e => b as char,
+            _ => '?',
+        })
+        .collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut tail = lines[lines.len().saturating_sub(MAX_LINES)..].join(" | ");
+    if tail.len() > MAX_BYTES {
+        tail = tail[tail.len() - MAX_BYTES..].to_owned();
+    }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; guest console, last lines: {tail}")
+    }
+}
+
 /// Ends this process by signal `sig`, as the container's process ended; if that
 /// signal cannot kill, exits with 128 + `sig` as shells report it.
 fn die_by(sig: i32) -> i32 {
@@ -250,4 +298,30 @@ fn die_by(sig: i32) -> i32 {
         let _ = nix::sys::signal::raise(signal);
     }
     128 + sig
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_tail_is_short_and_printable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        assert_eq!(console_tail(&path), "");
+        let mut text = String::new();
+        for i in 0..20 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\n\n");
+        std::fs::write(&path, text).unwrap();
+        let tail = console_tail(&path);
+        assert!(
+            tail.starts_with("; guest console, last lines: line 13 | "),
+            "{tail}"
+        );
+        assert!(tail.ends_with("?[1mAttempted to kill init!"), "{tail}");
+        std::fs::write(&path, "x".repeat(10_000)).unwrap();
+        assert!(console_tail(&path).len() < 1100);
+    }
 }
