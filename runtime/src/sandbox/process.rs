@@ -243,11 +243,10 @@ impl Sandbox {
 /// Whether a start-up failure means the guest (or its agent) went away.
 fn guest_gone(e: &SandboxError) -> bool {
     use crate::agent::ClientError;
-    match e {
-        SandboxError::Vm(_) => true,
-        SandboxError::Agent(_, ClientError::ConnectRefused { .. }) => true,
-        _ => false,
-    }
+    matches!(
+        e,
+        SandboxError::Vm(_) | SandboxError::Agent(_, ClientError::ConnectRefused { .. })
+    )
 }
 
 /// The guest console's last lines (at most 8 and 1 KiB, printable ASCII only: the
