@@ -18,12 +18,13 @@ const PAUSE_CMD: &str =
 
 /// A containerd with the CRI plugin, the busybox and pause images imported. Its
 /// directory has a short name: a pod ID is 64 characters, and the sockets of the
-/// sandbox's state directory below it must fit `sun_path` (108 bytes).
+/// sandbox's state directory `<dir>/husk-shim/k8s.io/<id>/` must fit `sun_path`
+/// (107 bytes), which leaves 10 for `<dir>` (husk refuses a longer one by name).
 fn node(name: &str) -> Containerd {
     let c = Containerd::start_cri(PathBuf::from(format!(
-        "/run/hc{}{}",
+        "/run/c{}{}",
         &name[..1],
-        std::process::id()
+        std::process::id() % 1000
     )));
     let busybox = c.build_image_archive();
     c.import_image(&busybox);
