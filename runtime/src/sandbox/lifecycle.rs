@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// Slack on top of the boot timeout for the sandbox's own start-up.
 const REPORT_SLACK: Duration = Duration::from_secs(10);
+/// The vsock device waits this much longer than the agent client for a guest to
+/// accept a connection: the client's own timeout, which names what it waited for,
+/// fires first.
+const CONNECT_SLACK: Duration = Duration::from_secs(1);
 /// How long `delete` waits for a killed sandbox process to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// The hidden command that runs the sandbox process.
@@ -210,6 +214,7 @@ pub fn create(
             dir: dir.clone(),
             network,
             pod_share: None,
+            vsock_connect_timeout: config.request_timeout + CONNECT_SLACK,
         },
         spec,
         console_socket: opts.console_socket.clone(),

@@ -63,6 +63,15 @@ pub struct VmPlan {
     /// `containers/`: the pod's other containers appear there later.
     #[serde(default)]
     pub pod_share: Option<PathBuf>,
+    /// How long the vsock device waits for the guest to accept a host connection
+    /// before closing it; a little over the agent client's own limit, so that a slow
+    /// guest is reported by the client as a timeout, not as a refusal.
+    #[serde(default = "default_connect_timeout")]
+    pub vsock_connect_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    husk_vmm::devices::virtio::vsock::connection::DEFAULT_CONNECT_TIMEOUT
 }
 
 fn loopback_only() -> NetworkMode {
@@ -190,10 +199,12 @@ impl SandboxVm {
         let fs = Fs::with_stream(stream, socket.display().to_string(), SHARE_TAG)?;
         let devices: Vec<Box<dyn VirtioDevice>> = vec![
             Box::new(Rng::new()),
-            Box::new(
-                Vsock::new(GUEST_CID, vsock.clone())
-                    .map_err(|e| SandboxError::Vm(format!("vsock device: {e}")))?,
-            ),
+            Box::new({
+                let mut dev = Vsock::new(GUEST_CID, vsock.clone())
+                    .map_err(|e| SandboxError::Vm(format!("vsock device: {e}")))?;
+                dev.set_connect_timeout(plan.vsock_connect_timeout);
+                dev
+            }),
             Box::new(fs),
         ];
         let mut devices = devices;

@@ -32,8 +32,9 @@ pub const RX_STAGE: usize = 64 * 1024;
 /// Longest `CONNECT <port>\n` line, newline included.
 pub const MAX_CONNECT_LINE: usize = 32;
 /// A host-initiated connection must be answered (CONNECT line read, guest RESPONSE)
-/// within this time from `accept`.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// within this time from `accept`, unless the device was given another limit
+/// ([`super::Vsock::set_connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a shutdown, the peer gets this long to finish (RST, or the last data written
 /// out) before the connection is reset.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -177,6 +178,8 @@ pub struct Connection {
     pub credit: Credit,
     /// Whether it is queued in the muxer's receive round robin.
     pub in_rx_ready: bool,
+    /// The guest did not answer the host's REQUEST before the deadline.
+    pub connect_timed_out: bool,
     line: Vec<u8>,
     rx_buf: Vec<u8>,
     rx_start: usize,
@@ -202,6 +205,7 @@ impl Connection {
             writable: true,
             credit: Credit::default(),
             in_rx_ready: false,
+            connect_timed_out: false,
             line: Vec::new(),
             rx_buf: Vec::new(),
             rx_start: 0,
@@ -216,10 +220,10 @@ impl Connection {
         }
     }
 
-    /// A host process connected; it has until `now + CONNECT_TIMEOUT` to get through.
-    pub fn accepted(stream: UnixStream, now: Instant) -> Self {
+    /// A host process connected; it has until `now + timeout` to get through.
+    pub fn accepted(stream: UnixStream, now: Instant, timeout: Duration) -> Self {
         let mut conn = Connection::new(stream, State::AwaitConnect, 0, 0);
-        conn.deadline = Some(now + CONNECT_TIMEOUT);
+        conn.deadline = Some(now + timeout);
         conn
     }
 
@@ -332,6 +336,7 @@ impl Connection {
     /// Serves the unix stream and the timers; the muxer calls it after every event.
     pub fn pump(&mut self, now: Instant) -> Verdict {
         if self.deadline.is_some_and(|d| now >= d) {
+            self.connect_timed_out = matches!(self.state, State::Connecting { .. });
             return if self.guest_knows() {
                 Verdict::Reset
             } else {

@@ -9,8 +9,9 @@
 //!   host port from [`muxer::EPHEMERAL_PORT_BASE`] up) to (guest CID, `port`); on the
 //!   guest's RESPONSE it writes `OK <host port>\n` to the stream and bytes flow. An RST
 //!   (nothing listening), a malformed line (anything but `CONNECT <decimal u32>\n`,
-//!   at most [`connection::MAX_CONNECT_LINE`] bytes) or no answer within
-//!   [`connection::CONNECT_TIMEOUT`] closes the stream.
+//!   at most [`connection::MAX_CONNECT_LINE`] bytes) or no answer within the connect
+//!   timeout ([`connection::DEFAULT_CONNECT_TIMEOUT`], or
+//!   [`Vsock::set_connect_timeout`]) closes the stream; a timeout is logged.
 //! - Guest-initiated: a REQUEST to (CID 2, port `P`) connects a unix stream to
 //!   `<uds_path>_<P>`; RESPONSE if that works, RST otherwise.
 //! - Teardown: guest RST closes the stream; guest SHUTDOWN shuts the stream's write side
@@ -36,7 +37,7 @@ use std::os::fd::RawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -155,6 +156,15 @@ impl Vsock {
             active: None,
             payload: Vec::new(),
         })
+    }
+
+    /// How long a host connection may take from `accept` to the guest's RESPONSE
+    /// (the CONNECT line included) before the device closes it. A host whose guest can
+    /// be slow to answer (nested or emulated virtualization, an overloaded host) wants
+    /// more than [`connection::DEFAULT_CONNECT_TIMEOUT`]; it applies to connections
+    /// accepted from now on.
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.muxer.connect_timeout = timeout;
     }
 
     /// The guest's context ID.

@@ -21,7 +21,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::timerfd::TimerFd;
 
-use super::connection::{Connection, State, Verdict};
+use super::connection::{Connection, State, Verdict, DEFAULT_CONNECT_TIMEOUT};
 use super::packet::{op, PacketHeader, TYPE_STREAM};
 use super::{VsockStats, HOST_CID};
 
@@ -117,6 +117,8 @@ pub struct Muxer {
     rx_ready: VecDeque<u64>,
     /// Counters.
     pub stats: VsockStats,
+    /// From `accept` to the guest's RESPONSE, at most.
+    pub connect_timeout: Duration,
 }
 
 impl Muxer {
@@ -156,6 +158,7 @@ impl Muxer {
             control: VecDeque::new(),
             rx_ready: VecDeque::new(),
             stats: VsockStats::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         })
     }
 
@@ -238,7 +241,7 @@ impl Muxer {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let _ = self.insert(Connection::accepted(stream, now));
+            let _ = self.insert(Connection::accepted(stream, now, self.connect_timeout));
         }
     }
 
@@ -290,6 +293,13 @@ impl Muxer {
             guest_shutdown = conn.guest_shutdown,
             "vsock: connection closed"
         );
+        if conn.connect_timed_out {
+            crate::warn_guest!(
+                guest_port = conn.peer_port,
+                timeout_ms = self.connect_timeout.as_millis() as u64,
+                "vsock: the guest did not answer a host connection in time; closed"
+            );
+        }
         if rst && conn.guest_knows() {
             self.push_rst(conn.local_port, conn.peer_port);
         }

@@ -15,7 +15,7 @@ use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::connection::{BUF_ALLOC, CLOSE_TIMEOUT, CONNECT_TIMEOUT};
+use super::connection::{BUF_ALLOC, CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT as CONNECT_TIMEOUT};
 use super::muxer::EPHEMERAL_PORT_BASE;
 use super::packet::{op, PacketHeader, HDR_SIZE, SHUTDOWN_BOTH, TYPE_STREAM};
 use super::*;
@@ -581,6 +581,28 @@ fn vsock_malformed_connect_lines_close_the_stream() {
     }
     assert_eq!(dev.connections(), 0);
     assert!(g.rx_packets().is_empty(), "the guest heard nothing");
+}
+
+#[test]
+fn vsock_a_longer_connect_timeout_lets_a_slow_guest_answer() {
+    let dir = TempDir::new("slow");
+    let mut dev = Vsock::new(GUEST_CID, dir.sock()).unwrap();
+    dev.set_connect_timeout(CONNECT_TIMEOUT * 5);
+    let mem = memory();
+    let mut g = Driver::new(&mem);
+    g.activate(&mut dev);
+    g.give_rx(&mut dev, 4);
+    let mut host = host_stream(&dir.sock());
+    host.write_all(b"CONNECT 1024\n").unwrap();
+    dev.process_backend();
+    let req = g.rx_packets();
+    assert_eq!(req.len(), 1);
+    // Past the default limit the host still waits; past the configured one it is closed.
+    dev.run(Instant::now() + CONNECT_TIMEOUT * 2);
+    assert_eq!(dev.connections(), 1);
+    dev.run(Instant::now() + CONNECT_TIMEOUT * 5 + Duration::from_secs(1));
+    assert_eq!(dev.connections(), 0);
+    assert!(is_closed(&mut host));
 }
 
 #[test]
