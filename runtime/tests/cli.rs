@@ -407,3 +407,50 @@ fn check_quiet_prints_nothing() {
         stdout(&out)
     );
 }
+
+#[test]
+fn an_agent_that_does_not_answer_is_reported_with_the_guests_last_words() {
+    let env = Env::new();
+    let mut stand_in = Command::new("sleep").arg("1000").spawn().unwrap();
+    let me = stand_in.id() as i32;
+    let ProcessState::Alive { start_time } = process_start_time(me) else {
+        panic!()
+    };
+    env.put("c1", Status::Created, Some(me), Some(start_time));
+    // The VMM's socket takes the connection and closes it after `CONNECT`, as it
+    // does when the guest answers with an RST.
+    let dir = env.root().join("c1");
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("vsock.sock")).unwrap();
+    let vmm = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut line = [0u8; 13];
+        conn.read_exact(&mut line).unwrap();
+        line
+    });
+    std::fs::write(
+        dir.join("console.log"),
+        "[    1.0] booted\n[    9.9] Kernel panic - not syncing: \x1b[1mtest\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sandbox.log"),
+        "WARN vsock: the guest did not answer a host connection in time; closed\n",
+    )
+    .unwrap();
+    let out = env.husk(&["start", "c1"]);
+    assert_eq!(&vmm.join().unwrap(), b"CONNECT 1024\n");
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("nothing listens on guest port 1024"), "{err}");
+    assert!(
+        err.contains("guest console, last lines: [    1.0] booted | [    9.9] Kernel panic - not syncing: ?[1mtest"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sandbox log, last lines: WARN vsock: the guest did not answer"),
+        "{err}"
+    );
+    stand_in.kill().unwrap();
+    stand_in.wait().unwrap();
+}

@@ -4,11 +4,12 @@
 use super::exec::{self as exec_relay, ExecPlan, RelayTask, EXEC_PLAN_ENV};
 use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
 use super::pod::{self, share::PodShare};
+use super::process::log_tail;
 use super::share::GUEST_SHARE;
 use super::timings::{monotonic_us, StartTimings, START_LINE};
 use super::vm::VmPlan;
 use super::SandboxError;
-use crate::agent::{AgentClient, Timeouts};
+use crate::agent::{AgentClient, ClientError, Timeouts};
 use crate::error::RuntimeError;
 use crate::state::{process_start_time, ProcessState};
 use crate::state::{ContainerState, Store};
@@ -93,13 +94,26 @@ fn timeouts(state: &ContainerState) -> Timeouts {
 }
 
 pub(super) fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
-    let vsock = VmPlan::vsock_path(&store.dir(state.vm_id()));
+    let dir = store.dir(state.vm_id());
+    let vsock = VmPlan::vsock_path(&dir);
     AgentClient::connect(&vsock, AGENT_PORT, timeouts(state)).map_err(|e| {
-        RuntimeError::Sandbox(format!(
+        let mut msg = format!(
             "cannot reach the agent of container \"{}\": {}",
             state.id,
             error_chain(&e)
-        ))
+        );
+        if matches!(
+            e,
+            ClientError::ConnectRefused { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Closed { .. }
+        ) {
+            // The VM runs but its agent does not answer: what the guest and the VMM
+            // said last is the best lead.
+            msg.push_str(&log_tail(&dir.join("console.log"), "guest console"));
+            msg.push_str(&log_tail(&dir.join("sandbox.log"), "sandbox log"));
+        }
+        RuntimeError::Sandbox(msg)
     })
 }
 

@@ -68,7 +68,7 @@ pub fn run(dir: &Path) -> i32 {
             if guest_gone(&e) {
                 // The state directory, console.log with it, goes with the failed
                 // create: its last words go into the error.
-                msg.push_str(&console_tail(&dir.join("console.log")));
+                msg.push_str(&log_tail(&dir.join("console.log"), "guest console"));
             }
             tracing::error!("{msg}");
             reporter.send(&Report::Failed(msg));
@@ -249,9 +249,10 @@ fn guest_gone(e: &SandboxError) -> bool {
     )
 }
 
-/// The guest console's last lines (at most 8 and 1 KiB, printable ASCII only: the
-/// guest wrote them), as a suffix for an error message; empty if there are none.
-fn console_tail(path: &Path) -> String {
+/// The last lines of the log at `path` (at most 8 and 1 KiB, printable ASCII only:
+/// the guest may have written them), as a suffix for an error message naming the log
+/// `what`; empty if there are none.
+pub(super) fn log_tail(path: &Path, what: &str) -> String {
     const MAX_LINES: usize = 8;
     const MAX_BYTES: usize = 1024;
     let Ok(bytes) = std::fs::read(path) else {
@@ -278,7 +279,7 @@ fn console_tail(path: &Path) -> String {
     if tail.is_empty() {
         String::new()
     } else {
-        format!("; guest console, last lines: {tail}")
+        format!("; {what}, last lines: {tail}")
     }
 }
 
@@ -307,20 +308,20 @@ mod tests {
     fn the_console_tail_is_short_and_printable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("console.log");
-        assert_eq!(console_tail(&path), "");
+        assert_eq!(log_tail(&path, "guest console"), "");
         let mut text = String::new();
         for i in 0..20 {
             text.push_str(&format!("line {i}\n"));
         }
         text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\n\n");
         std::fs::write(&path, text).unwrap();
-        let tail = console_tail(&path);
+        let tail = log_tail(&path, "guest console");
         assert!(
             tail.starts_with("; guest console, last lines: line 13 | "),
             "{tail}"
         );
         assert!(tail.ends_with("?[1mAttempted to kill init!"), "{tail}");
         std::fs::write(&path, "x".repeat(10_000)).unwrap();
-        assert!(console_tail(&path).len() < 1100);
+        assert!(log_tail(&path, "guest console").len() < 1100);
     }
 }
