@@ -22,6 +22,11 @@ pub const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
+/// A tmpfs in the guest's own mount namespace that the containers of a pod bind at
+/// `/dev/shm`, so that they share POSIX shared memory as under runc (a container's
+/// own mounts live in its mount namespace, which another container cannot bind from).
+pub const POD_SHM: &str = "/run/husk/shm";
+
 /// The early mounts, parents before children.
 pub const EARLY_MOUNTS: &[MountSpec] = &[
     MountSpec {
@@ -58,6 +63,13 @@ pub const EARLY_MOUNTS: &[MountSpec] = &[
         target: "/run",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=0755"),
+    },
+    MountSpec {
+        source: "shm",
+        fstype: "tmpfs",
+        target: POD_SHM,
+        flags: NOSUID_NODEV_NOEXEC,
+        data: Some("mode=1777,size=65536k"),
     },
     MountSpec {
         source: "cgroup2",

@@ -169,6 +169,15 @@ fn run_pod(c: &Containerd, handler: &str) -> PodRun {
     assert_eq!((sp[4].as_str(), cp[4].as_str()), ("pod1", "pod1"));
     // The client's own command is PID 1 of its namespace, not the pause process.
     assert_eq!(cp[5], "pid1=sleep");
+    // With the pod's IPC namespace comes the pod's /dev/shm (POSIX shared memory).
+    let (code, out) = exec_sync(&cri, &server, &["sh", "-c", "echo pod-shm > /dev/shm/x"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = exec_sync(&cri, &client, &["cat", "/dev/shm/x"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "pod-shm"),
+        "/dev/shm is not the pod's"
+    );
     let memory = husk_process_memory();
 
     cri.ok("StopPodSandbox", &json!({"podSandboxId": pod}));

@@ -209,10 +209,13 @@ pub fn create(
         }
     })?;
     let network =
-        super::namespaces::for_guest(&mut spec).map_err(|e| RuntimeError::InvalidBundle {
+        super::namespaces::for_guest(&mut spec, None).map_err(|e| RuntimeError::InvalidBundle {
             bundle: state.bundle.clone(),
             message: e.to_string(),
         })?;
+    if role == pod::Role::Sandbox {
+        pod::shm::bind_pod_shm(&mut spec);
+    }
     let config = &state.config;
     let mut plan = SandboxPlan {
         id: state.id.clone(),

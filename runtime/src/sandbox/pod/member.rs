@@ -2,12 +2,12 @@
 //! process (`husk __exec` with [`RelayTask::Create`]) that stands for its first
 //! process on the host, as the sandbox process does for the sandbox container.
 
-use super::namespaces::{self, SandboxPids};
 use super::share::{PodShare, DIR_NAME};
 use super::Role;
 use crate::error::RuntimeError;
 use crate::sandbox::exec::{ExecPlan, RelayTask};
 use crate::sandbox::lifecycle::{agent, record_process, spawn_relay, CreateOptions};
+use crate::sandbox::namespaces::{for_guest, SandboxPids};
 use crate::sandbox::share::{plan_binds, GUEST_SHARE};
 use crate::sandbox::vm::VmPlan;
 use crate::state::{ContainerState, Status, Store};
@@ -57,8 +57,12 @@ pub fn create(
     let guest_dir = format!("{GUEST_SHARE}/{DIR_NAME}/{id}");
     let binds = plan_binds(&mut spec, &state.bundle, &guest_dir)
         .map_err(|e| bad_bundle(error_chain(&e)))?;
-    namespaces::rewrite(&mut spec, SandboxPids { host, guest })
+    // The pod's VM has its network already: the member's mode is the sandbox's.
+    for_guest(&mut spec, Some(SandboxPids { host, guest }))
         .map_err(|e| bad_bundle(e.to_string()))?;
+    if super::shm::joins_ipc(&spec) {
+        super::shm::bind_pod_shm(&mut spec);
+    }
 
     let share = PodShare::of(&store.dir(sandbox));
     share

@@ -9,12 +9,12 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`share`] | the pod's directory of member root file systems and binds, mounted on the host and propagated into virtiofsd's share |
-//! | [`namespaces`] | a member's namespace paths (host paths of the sandbox's process) rewritten to the sandbox's namespaces in the guest |
-//! | [`member`] | creating a member: its share entries, its spec for the guest, its relay process |
+//! | [`shm`] | the sandbox and the members in its IPC namespace bind the pod's `/dev/shm`, a tmpfs of the guest's |
+//! | [`member`] | creating a member: its share entries, its spec for the guest (namespace paths through `sandbox::namespaces`), its relay process |
 
 pub mod member;
-pub mod namespaces;
 pub mod share;
+pub mod shm;
 
 use std::collections::BTreeMap;
 
