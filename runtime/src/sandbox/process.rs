@@ -255,11 +255,20 @@ fn guest_gone(e: &SandboxError) -> bool {
 pub(super) fn log_tail(path: &Path, what: &str) -> String {
     const MAX_LINES: usize = 8;
     const MAX_BYTES: usize = 1024;
-    let Ok(bytes) = std::fs::read(path) else {
+    // Only the end is read: the sandbox log has no size bound of its own.
+    let read_end = || -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES as u64 * 4)))?;
+        let mut bytes = Vec::with_capacity(MAX_BYTES * 4);
+        file.take(MAX_BYTES as u64 * 4).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let Ok(bytes) = read_end() else {
         return String::new();
     };
-    let start = bytes.len().saturating_sub(MAX_BYTES * 4);
-    let text: String = bytes[start..]
+    let text: String = bytes
         .iter()
         .map(|&b| match b {
             b'\n' => '\n',
@@ -323,5 +332,14 @@ mod tests {
         assert!(tail.ends_with("?[1mAttempted to kill init!"), "{tail}");
         std::fs::write(&path, "x".repeat(10_000)).unwrap();
         assert!(log_tail(&path, "guest console").len() < 1100);
+        // A long log: its end is read.
+        let long = format!("{}last words\n", "some line\n".repeat(100_000));
+        std::fs::write(&path, long).unwrap();
+        let tail = log_tail(&path, "sandbox log");
+        assert!(tail.ends_with("some line | last words"), "{tail}");
+        assert!(
+            tail.starts_with("; sandbox log, last lines: some line"),
+            "{tail}"
+        );
     }
 }
