@@ -1,6 +1,8 @@
 //! The guest console's log: the guest controls what it prints, so the file is
 //! bounded; past the bound one line says so and the rest is dropped. The log also
 //! watches for the agent's readiness line and hands on the rest of that line (bounded).
+//! [`log_tail`] reads the end of such a log (or of the sandbox log) for an error
+//! message.
 
 use husk_agent::READY_PREFIX;
 use std::fs::File;
@@ -100,6 +102,49 @@ impl Write for BoundedLog {
     }
 }
 
+/// The last lines of the log at `path` (at most 8 and 1 KiB, printable ASCII only:
+/// the guest may have written them), as a suffix for an error message naming the log
+/// `what`; empty if there are none.
+pub fn log_tail(path: &Path, what: &str) -> String {
+    const MAX_LINES: usize = 8;
+    const MAX_BYTES: usize = 1024;
+    // Only the end is read: the sandbox log has no size bound of its own.
+    let read_end = || -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES as u64 * 4)))?;
+        let mut bytes = Vec::with_capacity(MAX_BYTES * 4);
+        file.take(MAX_BYTES as u64 * 4).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let Ok(bytes) = read_end() else {
+        return String::new();
+    };
+    let text: String = bytes
+        .iter()
+        .map(|&b| match b {
+            b'\n' => '\n',
+            0x20..=0x7e => b as char,
+            _ => '?',
+        })
+        .collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut tail = lines[lines.len().saturating_sub(MAX_LINES)..].join(" | ");
+    if tail.len() > MAX_BYTES {
+        tail = tail[tail.len() - MAX_BYTES..].to_owned();
+    }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; {what}, last lines: {tail}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +200,35 @@ mod tests {
         log.write_all(&[b'x'; 4096]).unwrap();
         assert_eq!(rx.try_recv().unwrap(), READY_REST_MAX);
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_console_tail_is_short_and_printable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        assert_eq!(log_tail(&path, "guest console"), "");
+        let mut text = String::new();
+        for i in 0..20 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\n\n");
+        std::fs::write(&path, text).unwrap();
+        let tail = log_tail(&path, "guest console");
+        assert!(
+            tail.starts_with("; guest console, last lines: line 13 | "),
+            "{tail}"
+        );
+        assert!(tail.ends_with("?[1mAttempted to kill init!"), "{tail}");
+        std::fs::write(&path, "x".repeat(10_000)).unwrap();
+        assert!(log_tail(&path, "guest console").len() < 1100);
+        // A long log: its end is read.
+        let long = format!("{}last words\n", "some line\n".repeat(100_000));
+        std::fs::write(&path, long).unwrap();
+        let tail = log_tail(&path, "sandbox log");
+        assert!(tail.ends_with("some line | last words"), "{tail}");
+        assert!(
+            tail.starts_with("; sandbox log, last lines: some line"),
+            "{tail}"
+        );
     }
 }

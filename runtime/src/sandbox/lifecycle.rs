@@ -1,10 +1,10 @@
 //! The runtime commands' side of the sandbox: start the sandbox process at `create`,
 //! and reach the agent through the sandbox's vsock socket for the rest.
 
+use super::console_log::log_tail;
 use super::exec::{self as exec_relay, ExecPlan, RelayTask, EXEC_PLAN_ENV};
 use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
 use super::pod::{self, share::PodShare};
-use super::process::log_tail;
 use super::share::GUEST_SHARE;
 use super::timings::{monotonic_us, StartTimings, START_LINE};
 use super::vm::VmPlan;

@@ -8,6 +8,7 @@
 //! creates the container in the guest, attaches the process's stdio, reports, and
 //! waits for the process to exit while forwarding the signals it receives.
 
+use super::console_log::log_tail;
 use super::plan::{Report, Reporter, SandboxPlan};
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
 use super::share::GUEST_ROOTFS;
@@ -249,49 +250,6 @@ fn guest_gone(e: &SandboxError) -> bool {
     )
 }
 
-/// The last lines of the log at `path` (at most 8 and 1 KiB, printable ASCII only:
-/// the guest may have written them), as a suffix for an error message naming the log
-/// `what`; empty if there are none.
-pub(super) fn log_tail(path: &Path, what: &str) -> String {
-    const MAX_LINES: usize = 8;
-    const MAX_BYTES: usize = 1024;
-    // Only the end is read: the sandbox log has no size bound of its own.
-    let read_end = || -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
-        file.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES as u64 * 4)))?;
-        let mut bytes = Vec::with_capacity(MAX_BYTES * 4);
-        file.take(MAX_BYTES as u64 * 4).read_to_end(&mut bytes)?;
-        Ok(bytes)
-    };
-    let Ok(bytes) = read_end() else {
-        return String::new();
-    };
-    let text: String = bytes
-        .iter()
-        .map(|&b| match b {
-            b'\n' => '\n',
-            0x20..=0x7e => b as char,
-            _ => '?',
-        })
-        .collect();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut tail = lines[lines.len().saturating_sub(MAX_LINES)..].join(" | ");
-    if tail.len() > MAX_BYTES {
-        tail = tail[tail.len() - MAX_BYTES..].to_owned();
-    }
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!("; {what}, last lines: {tail}")
-    }
-}
-
 /// Ends this process by signal `sig`, as the container's process ended; if that
 /// signal cannot kill, exits with 128 + `sig` as shells report it.
 fn die_by(sig: i32) -> i32 {
@@ -307,39 +265,4 @@ fn die_by(sig: i32) -> i32 {
         let _ = nix::sys::signal::raise(signal);
     }
     128 + sig
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_console_tail_is_short_and_printable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("console.log");
-        assert_eq!(log_tail(&path, "guest console"), "");
-        let mut text = String::new();
-        for i in 0..20 {
-            text.push_str(&format!("line {i}\n"));
-        }
-        text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\n\n");
-        std::fs::write(&path, text).unwrap();
-        let tail = log_tail(&path, "guest console");
-        assert!(
-            tail.starts_with("; guest console, last lines: line 13 | "),
-            "{tail}"
-        );
-        assert!(tail.ends_with("?[1mAttempted to kill init!"), "{tail}");
-        std::fs::write(&path, "x".repeat(10_000)).unwrap();
-        assert!(log_tail(&path, "guest console").len() < 1100);
-        // A long log: its end is read.
-        let long = format!("{}last words\n", "some line\n".repeat(100_000));
-        std::fs::write(&path, long).unwrap();
-        let tail = log_tail(&path, "sandbox log");
-        assert!(tail.ends_with("some line | last words"), "{tail}");
-        assert!(
-            tail.starts_with("; sandbox log, last lines: some line"),
-            "{tail}"
-        );
-    }
 }
