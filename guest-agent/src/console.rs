@@ -1,13 +1,19 @@
 //! Requests typed on the serial console.
 //!
-//! Until the vsock protocol exists the console is the agent's only input: a line
-//! `poweroff` ends the VM. Anything else is answered with a short notice.
+//! The console is read by whoever started the VM (husk-vmm's user, a test), never by
+//! the guest's containers: a line `poweroff` ends the VM, a line `status` prints what
+//! the guest is doing ([`status`]), a look inside a guest that stopped answering on
+//! vsock. Anything else is answered with a short notice.
+
+pub mod status;
 
 /// A request read from the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleRequest {
     /// End the VM now.
     PowerOff,
+    /// Print the guest's processes and TCP sockets ([`status::report`]).
+    Status,
 }
 
 /// Reads one console line. Surrounding blanks and a trailing `\r` are ignored;
@@ -16,6 +22,7 @@ pub fn parse_line(line: &str) -> Result<Option<ConsoleRequest>, &str> {
     match line.trim() {
         "" => Ok(None),
         "poweroff" => Ok(Some(ConsoleRequest::PowerOff)),
+        "status" => Ok(Some(ConsoleRequest::Status)),
         other => Err(other),
     }
 }
@@ -34,6 +41,11 @@ mod tests {
             parse_line("  poweroff "),
             Ok(Some(ConsoleRequest::PowerOff))
         );
+    }
+
+    #[test]
+    fn status_is_recognised() {
+        assert_eq!(parse_line("status\r\n"), Ok(Some(ConsoleRequest::Status)));
     }
 
     #[test]

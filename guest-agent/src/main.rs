@@ -104,9 +104,14 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
                 Ok(Some(ConsoleRequest::PowerOff)) => {
                     let _ = console_tx.send(Stop::Console);
                 }
+                Ok(Some(ConsoleRequest::Status)) => {
+                    for line in console::status::report(Path::new("/proc")) {
+                        println!("{line}");
+                    }
+                }
                 Ok(None) => {}
                 Err(word) => {
-                    println!("husk-agent: unknown console request {word:?} (try: poweroff)")
+                    println!("husk-agent: unknown console request {word:?} (try: poweroff, status)")
                 }
             }
         }

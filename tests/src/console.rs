@@ -1,10 +1,13 @@
 //! Driving a VM through its serial console on stdio: wait for lines, type requests,
 //! wait for the end, with a deadline on every step and the VM killed on drop.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+use husk_agent::console::status;
 
 /// A VM process whose serial console is its stdin and stdout.
 #[derive(Debug)]
@@ -116,20 +119,52 @@ impl ConsoleVm {
         }
     }
 
-    /// What a failure report needs: whether the VMM still runs, the state of each of
-    /// its threads (see [`thread_states`]) and the last lines of the guest console.
+    /// What a failure report needs: whether the VMM still runs; if it does, the
+    /// guest's answer to the console request `status` (its processes and TCP sockets;
+    /// no answer within [`STATUS_TIMEOUT`] means the guest's kernel or PID 1 is stuck);
+    /// the state of each of the VMM's threads and where their CPU time went meanwhile
+    /// (see [`thread_states`]); and the last lines of the guest console.
     pub fn post_mortem(&mut self) -> String {
         self.collect();
-        let vmm = match self.try_status() {
-            Some(status) => format!("the VMM ended: {status}"),
-            None => "the VMM still runs".to_owned(),
+        let console =
+            self.transcript[self.transcript.len().saturating_sub(POST_MORTEM_LINES)..].join("\n");
+        let before = thread_cpu(self.pid());
+        let started = Instant::now();
+        let (vmm, status) = match self.try_status() {
+            Some(status) => (format!("the VMM ended: {status}"), String::new()),
+            None => (
+                "the VMM still runs".to_owned(),
+                format!(
+                    "\n--- the guest's status (console request):\n{}",
+                    self.status()
+                ),
+            ),
         };
-        let console = &self.transcript[self.transcript.len().saturating_sub(POST_MORTEM_LINES)..];
+        // The CPU times are in clock ticks: sample over at least a second.
+        std::thread::sleep(CPU_SAMPLE.saturating_sub(started.elapsed()));
         format!(
-            "{vmm}\n--- its threads:\n{}\n--- guest console (last lines):\n{}",
-            thread_states(self.pid()),
-            console.join("\n")
+            "{vmm}\n--- its threads:\n{}{status}\n--- guest console (last lines, before the request):\n{console}",
+            thread_states(self.pid(), &before, started.elapsed()),
         )
+    }
+
+    /// Types `status` on the console and gives back the guest's report.
+    fn status(&mut self) -> String {
+        if let Err(e) = self.send_line("status") {
+            return e;
+        }
+        let mark = self.transcript.len();
+        match self.wait_for_line(status::END, STATUS_TIMEOUT) {
+            Ok(_) => self.transcript[mark..]
+                .iter()
+                .filter(|l| l.starts_with(status::PREFIX))
+                .map(|l| &l[status::PREFIX.len()..])
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(_) => format!(
+                "no answer within {STATUS_TIMEOUT:?}: the guest's kernel or its PID 1 is stuck"
+            ),
+        }
     }
 
     fn failure(&self, what: &str) -> String {
@@ -149,13 +184,70 @@ impl Drop for ConsoleVm {
 /// Lines of console or log a failure report shows.
 pub const POST_MORTEM_LINES: usize = 40;
 
-/// One line per thread of process `pid`: name, scheduler state, and where the kernel
-/// has it waiting. A vCPU thread asleep in user space is blocked on a lock of the VMM;
-/// one running (`R`) while the guest prints RCU stalls is stuck below the VMM.
-pub fn thread_states(pid: u32) -> String {
+/// How long the guest has to answer the console request `status`.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest interval over which a post-mortem samples the VMM's threads' CPU time.
+const CPU_SAMPLE: Duration = Duration::from_secs(1);
+
+/// CPU time of one thread, clock ticks (`/proc/<pid>/task/<tid>/stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Running guest code (`guest_time`, field 43).
+    pub guest: u64,
+    /// In user space, guest code excluded (`utime` - `guest_time`).
+    pub user: u64,
+    /// In the kernel (`stime`, field 15).
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// Parses a thread's `stat` line; the command name may hold spaces and parentheses.
+    pub fn parse(stat: &str) -> Option<CpuTicks> {
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        // `fields[0]` is field 3 of proc(5): field N is `fields[N - 3]`.
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        let guest = field(43)?;
+        Some(CpuTicks {
+            guest,
+            user: field(14)?.saturating_sub(guest),
+            system: field(15)?,
+        })
+    }
+}
+
+/// Each thread's CPU time, by thread ID.
+fn thread_cpu(pid: u32) -> HashMap<String, CpuTicks> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            Some((
+                task.file_name().to_string_lossy().into_owned(),
+                CpuTicks::parse(&stat)?,
+            ))
+        })
+        .collect()
+}
+
+/// One line per thread of process `pid`: name, scheduler state, where the kernel has
+/// it waiting, and the CPU time it used since `before` was sampled (`over` ago): in
+/// the guest, in the VMM's user space, in the kernel. A vCPU thread asleep in user
+/// space is blocked on a lock of the VMM; one whose time goes to the guest while the
+/// guest answers nothing runs a stuck guest; one whose time goes to the VMM or the
+/// kernel is stuck in the VMM or below it.
+pub fn thread_states(pid: u32, before: &HashMap<String, CpuTicks>, over: Duration) -> String {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return format!("(no /proc/{pid})");
     };
+    // SAFETY: sysconf has no memory effects; it reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let secs = |ticks: u64| ticks as f64 / hz;
     let mut lines = Vec::new();
     for task in tasks.flatten() {
         let dir = task.path();
@@ -172,8 +264,19 @@ pub fn thread_states(pid: u32) -> String {
             .take(4)
             .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
             .collect();
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let cpu = match (before.get(&tid), CpuTicks::parse(&stat)) {
+            (Some(b), Some(a)) => format!(
+                " cpu in {:.1} s: guest {:.2} s, vmm {:.2} s, kernel {:.2} s",
+                over.as_secs_f64(),
+                secs(a.guest.saturating_sub(b.guest)),
+                secs(a.user.saturating_sub(b.user)),
+                secs(a.system.saturating_sub(b.system)),
+            ),
+            _ => String::new(),
+        };
         lines.push(format!(
-            "{} {state} wchan={} stack={}",
+            "{} {state} wchan={} stack={}{cpu}",
             read("comm").trim(),
             read("wchan"),
             stack.join(" < ")
@@ -181,4 +284,38 @@ pub fn thread_states(pid: u32) -> String {
     }
     lines.sort();
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_split_guest_time_out_of_user_time() {
+        // Fields 3 to 52 of proc(5); utime (14) 500, stime (15) 7, guest_time (43) 420.
+        let mut fields = vec!["0"; 50];
+        fields[0] = "R";
+        fields[14 - 3] = "500";
+        fields[15 - 3] = "7";
+        fields[43 - 3] = "420";
+        let stat = format!("4242 (vcpu 0 (x)) {}", fields.join(" "));
+        assert_eq!(
+            CpuTicks::parse(&stat),
+            Some(CpuTicks {
+                guest: 420,
+                user: 80,
+                system: 7
+            })
+        );
+        assert_eq!(CpuTicks::parse("4242 (short) R 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_threads_are_sampled() {
+        let me = std::process::id();
+        let before = thread_cpu(me);
+        assert!(!before.is_empty());
+        let lines = thread_states(me, &before, Duration::from_millis(10));
+        assert!(lines.contains(" cpu in 0.0 s: guest 0.00 s"), "{lines}");
+    }
 }

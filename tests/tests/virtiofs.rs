@@ -321,6 +321,44 @@ fn killing_virtiofsd_ends_the_vm_with_a_clear_error() {
     }
 }
 
+/// A check that outlives its deadline is reported with what the guest was doing: the
+/// guest answers the console request `status` with its processes (the stuck one in
+/// its system call), and each VMM thread's CPU time is split between guest and VMM.
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_check_past_its_deadline_reports_what_the_guest_was_doing() {
+    let work = Work::new("late");
+    let share = work.share();
+    std::fs::copy("/bin/busybox", share.join("busybox"))
+        .expect("/bin/busybox (Debian's busybox-static; tests/setup.sh installs it)");
+    let mut guest = ShareGuest::boot(&work.dir, &share, "auto", Duration::from_secs(3)).unwrap();
+    let err = guest
+        .run_argv(&["/busybox", "sleep", "600"])
+        .expect_err("a 600 s sleep ended within 3 s");
+    assert!(err.contains("did not answer within"), "{err}");
+    assert!(err.contains("the VMM still runs"), "{err}");
+    let status = err
+        .split_once("--- the guest's status (console request):\n")
+        .unwrap_or_else(|| panic!("no status section: {err}"))
+        .1;
+    assert!(status.starts_with(" uptime "), "{err}");
+    assert!(status.contains(" pid 1 init "), "{err}");
+    assert!(
+        !status.contains(" kthreadd "),
+        "kernel threads at rest listed: {err}"
+    );
+    assert!(
+        status.lines().any(|l| l.contains(" busybox S syscall ")),
+        "the sleeping check is not listed: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("vcpu0 ") && l.contains(" cpu in ") && l.contains(" guest ")),
+        "{err}"
+    );
+    FsGuest(guest).power_off();
+}
+
 /// husk-vmm with `--share` and a bad set-up: it fails at once, naming the problem,
 /// before any VM exists, and leaves nothing behind. Runs anywhere (no guest boots).
 fn share_failure(share: &Path, virtiofsd: &Path, socket: &Path) -> String {
