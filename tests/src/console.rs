@@ -121,7 +121,8 @@ impl ConsoleVm {
 
     /// What a failure report needs: whether the VMM still runs; if it does, the
     /// guest's answer to the console request `status` (its processes and TCP sockets;
-    /// no answer within [`STATUS_TIMEOUT`] means the guest's kernel or PID 1 is stuck);
+    /// no answer within [`STATUS_TIMEOUT`] means the guest's kernel or PID 1 is stuck)
+    /// and, from husk-vmm, two register reports of each vCPU, on its stderr;
     /// the state of each of the VMM's threads and where their CPU time went meanwhile
     /// (see [`thread_states`]); and the last lines of the guest console.
     pub fn post_mortem(&mut self) -> String {
@@ -130,6 +131,7 @@ impl ConsoleVm {
             self.transcript[self.transcript.len().saturating_sub(POST_MORTEM_LINES)..].join("\n");
         let before = thread_cpu(self.pid());
         let started = Instant::now();
+        self.ask_registers();
         let (vmm, status) = match self.try_status() {
             Some(status) => (format!("the VMM ended: {status}"), String::new()),
             None => (
@@ -142,10 +144,21 @@ impl ConsoleVm {
         };
         // The CPU times are in clock ticks: sample over at least a second.
         std::thread::sleep(CPU_SAMPLE.saturating_sub(started.elapsed()));
+        self.ask_registers();
         format!(
             "{vmm}\n--- its threads:\n{}{status}\n--- guest console (last lines, before the request):\n{console}",
             thread_states(self.pid(), &before, started.elapsed()),
         )
+    }
+
+    /// Asks husk-vmm (`SIGUSR1`) to log where each vCPU is in the guest; its stderr
+    /// gets a `registers on request` line per vCPU. Other VMMs are left alone.
+    fn ask_registers(&self) {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid()));
+        if comm.is_ok_and(|c| c.trim() == "husk-vmm") {
+            let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1);
+        }
     }
 
     /// Types `status` on the console and gives back the guest's report.

@@ -132,12 +132,13 @@ impl ShareGuest {
     /// What a failure report needs: [`ConsoleVm::post_mortem`] and the end of
     /// husk-vmm's stderr.
     pub fn post_mortem(&mut self) -> String {
+        // First: the VMM's report adds register lines to its stderr.
+        let vm = self.vm.post_mortem();
         let stderr = self.vmm_stderr();
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = &lines[lines.len().saturating_sub(POST_MORTEM_LINES)..];
         format!(
-            "{}\n--- husk-vmm stderr (last lines):\n{}",
-            self.vm.post_mortem(),
+            "{vm}\n--- husk-vmm stderr (last lines):\n{}",
             tail.join("\n")
         )
     }

@@ -21,6 +21,7 @@ use husk_vmm::devices::virtio::{rng::Rng, vsock::Vsock, VirtioDevice};
 use husk_vmm::virtiofsd::{find_binary, Virtiofsd, VirtiofsdConfig};
 use husk_vmm::vstate::vcpu::VmExit;
 use nix::sys::signal::{SigSet, Signal};
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +109,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(cli.log_level)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: stderr is often a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -119,6 +122,21 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Stop signals, and SIGUSR1 (a register report), are taken by one thread; block
+    // them before any thread starts (virtiofsd's log reader is one), or a thread that
+    // has them unblocked takes them with their default action: the end of the process.
+    let mut signals = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        signals.add(sig);
+    }
+    signals
+        .thread_block()
+        .context("cannot block stop signals")?;
     let console: ConsoleOut = match cli.serial_out.as_str() {
         "stdout" => Box::new(std::io::stdout()),
         path => {
@@ -172,14 +190,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         virtiofsd = Some(daemon);
     }
 
-    // Stop signals are taken by one thread; block them before any thread starts.
-    let mut signals = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(sig);
-    }
-    signals
-        .thread_block()
-        .context("cannot block stop signals")?;
     let mut vmm = Vmm::build(&config, console, devices)?;
     if let Ok(stdin) = std::io::stdin().as_fd().try_clone_to_owned() {
         // Not every stdin can be watched (a regular file, /dev/null): then there is
@@ -187,10 +197,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let _ = vmm.set_console_input(stdin.into());
     }
     let control = vmm.control();
-    std::thread::spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            eprintln!("husk-vmm: signal {sig}: stopping the VM");
-            control.request_exit(VmExit::Stopped);
+    std::thread::spawn(move || loop {
+        match signals.wait() {
+            Ok(Signal::SIGUSR1) => {
+                control.request_register_report();
+            }
+            Ok(sig) => {
+                eprintln!("husk-vmm: signal {sig}: stopping the VM");
+                control.request_exit(VmExit::Stopped);
+                break;
+            }
+            Err(_) => break,
         }
     });
 

@@ -147,6 +147,53 @@ fn host_stop_request_ends_a_spinning_guest() {
 }
 
 #[test]
+fn a_register_report_shows_where_a_spinning_guest_is() {
+    if !have_kvm() {
+        return;
+    }
+    // The vCPU thread logs the report: capture every thread's log.
+    let logs = Console::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let kernel = write_temp("spin-report.elf", &tiny_elf(SAY_R_THEN_SPIN));
+    let console = Console::default();
+    let vmm = Vmm::build(&config(kernel, 1), Box::new(console.clone()), vec![]).unwrap();
+    let control = vmm.control();
+    let asker = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while console.0.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "guest never printed");
+            std::thread::yield_now();
+        }
+        // The guest printed from its vCPU's run loop: that vCPU is listed.
+        assert_eq!(control.request_register_report(), 1);
+        let report = loop {
+            let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+            if let Some(line) = text.lines().find(|l| l.contains("registers on request")) {
+                break line.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no report: {text}");
+            std::thread::yield_now();
+        };
+        control.request_exit(VmExit::Stopped);
+        report
+    });
+    assert_eq!(vmm.run().unwrap(), VmExit::Stopped);
+    let report = asker.join().unwrap();
+    // `jmp $` is the 8th byte of the code: the guest is there, in ring 0.
+    let spin = ENTRY + 7;
+    assert!(
+        report.contains(&format!("vCPU 0: registers on request: rip={spin:#x} ")),
+        "{report}"
+    );
+    assert!(report.ends_with("cpl=0"), "{report}");
+}
+
+#[test]
 fn bad_inputs_are_named() {
     if !have_kvm() {
         return;

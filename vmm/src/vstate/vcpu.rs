@@ -5,13 +5,18 @@
 //! sets `immediate_exit` in that vCPU's `kvm_run`. A vCPU inside `KVM_RUN` returns
 //! with `EINTR`; one about to enter it returns at once; one handling an exit sees the
 //! flag on its next entry. The loop then reads the stop flag.
+//!
+//! Register reports: [`VmControl::request_register_report`] (husk-vmm does it on
+//! `SIGUSR1`) kicks every vCPU the same way; each logs its instruction pointer, stack
+//! pointer, flags and page-table root once and goes back into the guest. A look at a
+//! guest that spins: map `rip` to a symbol with the guest kernel's `vmlinux`.
 
 use crate::devices::bus::{lock, Bus};
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::cell::Cell;
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::EventFd;
@@ -47,6 +52,12 @@ pub struct VmControl {
     stop: AtomicBool,
     reason: Mutex<Option<VmExit>>,
     exit_evt: EventFd,
+    /// Register reports asked for so far.
+    reports: AtomicU64,
+    /// The threads of the vCPUs in their run loop, to kick for a report. A thread
+    /// leaves the list (under the lock) before it ends, so every one listed can be
+    /// signalled.
+    running: Mutex<Vec<libc::pthread_t>>,
 }
 
 impl VmControl {
@@ -56,7 +67,28 @@ impl VmControl {
             stop: AtomicBool::new(false),
             reason: Mutex::new(None),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            reports: AtomicU64::new(0),
+            running: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Asks every running vCPU to log its registers once (see the module
+    /// documentation). Returns how many vCPUs were asked.
+    pub fn request_register_report(&self) -> usize {
+        self.reports.fetch_add(1, Ordering::SeqCst);
+        let running = lock(&self.running);
+        for &thread in running.iter() {
+            // SAFETY: a listed thread is in its run loop and leaves the list under this
+            // lock before it ends, so `thread` is valid; the kick signal's handler was
+            // installed before any vCPU thread started.
+            unsafe { libc::pthread_kill(thread, kick_signal()) };
+        }
+        running.len()
+    }
+
+    /// Register reports asked for so far.
+    fn reports_requested(&self) -> u64 {
+        self.reports.load(Ordering::SeqCst)
     }
 
     /// Asks the VM to stop; the first reason given is the one reported.
@@ -132,6 +164,8 @@ pub struct Vcpu {
     mmio: Arc<Bus>,
     control: Arc<VmControl>,
     state: VcpuState,
+    /// Register reports this vCPU made (compared with those asked for).
+    reports: u64,
 }
 
 /// A running vCPU thread.
@@ -157,6 +191,7 @@ impl Vcpu {
             mmio,
             control,
             state: VcpuState::Created,
+            reports: 0,
         }
     }
 
@@ -183,13 +218,40 @@ impl Vcpu {
         self.state = VcpuState::Running;
         let run_ptr: *mut kvm_run = self.fd.get_kvm_run();
         KVM_RUN.with(|c| c.set(run_ptr));
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        lock(&self.control.running).push(me);
+        self.reports = self.control.reports_requested();
         while !self.control.stopping() {
             if let Some(exit) = self.run_once() {
                 self.control.request_exit(exit);
             }
+            if self.reports != self.control.reports_requested() {
+                self.reports = self.control.reports_requested();
+                self.report_registers();
+            }
         }
+        lock(&self.control.running).retain(|&t| t != me);
         KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
         self.state = VcpuState::Exited;
+    }
+
+    /// Logs where the guest is: the registers a look at a stuck guest starts from.
+    fn report_registers(&self) {
+        match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(regs), Ok(sregs)) => tracing::warn!(
+                "vCPU {}: registers on request: rip={:#x} rsp={:#x} rflags={:#x} cr3={:#x} cpl={}",
+                self.index,
+                regs.rip,
+                regs.rsp,
+                regs.rflags,
+                sregs.cr3,
+                sregs.cs.selector & 3
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("vCPU {}: cannot read its registers: {e}", self.index)
+            }
+        }
     }
 
     /// One `KVM_RUN`: `Some(reason)` if the VM must stop.
@@ -282,5 +344,14 @@ mod tests {
         assert!(control.stopping());
         assert_eq!(control.reason(), Some(VmExit::Reset));
         assert_eq!(control.exit_evt().read().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_register_report_is_counted_and_reaches_no_thread_when_none_runs() {
+        let control = VmControl::new().unwrap();
+        assert_eq!(control.reports_requested(), 0);
+        assert_eq!(control.request_register_report(), 0);
+        assert_eq!(control.reports_requested(), 1);
+        assert!(!control.stopping(), "a report does not stop the VM");
     }
 }
