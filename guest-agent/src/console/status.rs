@@ -98,18 +98,17 @@ struct StatRow<'a> {
 impl<'a> StatRow<'a> {
     /// Parses a stat line; the command name may hold spaces and parentheses.
     fn parse(stat: &'a str) -> Option<StatRow<'a>> {
-        let open = stat.find('(')?;
-        let close = stat.rfind(')')?;
-        let comm = stat
-            .get(open + 1..close)?
+        let (comm, fields) = crate::procfs::split_stat(stat)?;
+        let comm = comm
             .chars()
             .take(16)
             .map(|c| if c.is_ascii_graphic() { c } else { '?' })
             .collect();
-        let mut rest = stat.get(close + 1..)?.split_whitespace();
-        let state = rest.next()?;
-        let ppid = rest.next()?.parse().ok()?;
-        Some(StatRow { comm, state, ppid })
+        Some(StatRow {
+            comm,
+            state: fields.first()?,
+            ppid: fields.get(1)?.parse().ok()?,
+        })
     }
 }
 

@@ -23,9 +23,7 @@ pub struct ProcStat {
 
 /// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `fields[0]` is field 3 of proc(5) (state): field N is `fields[N - 3]`.
+    let (_, fields) = crate::procfs::split_stat(text)?;
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(ProcStat {
         ppid: fields.get(1)?.parse().ok()?,
