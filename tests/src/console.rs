@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use husk_agent::console::status;
+use husk_agent::procfs::split_stat;
 
 /// A VM process whose serial console is its stdin and stdout.
 #[derive(Debug)]
@@ -216,11 +217,7 @@ pub struct CpuTicks {
 impl CpuTicks {
     /// Parses a thread's `stat` line; the command name may hold spaces and parentheses.
     pub fn parse(stat: &str) -> Option<CpuTicks> {
-        let fields: Vec<&str> = stat
-            .get(stat.rfind(')')? + 1..)?
-            .split_whitespace()
-            .collect();
-        // `fields[0]` is field 3 of proc(5): field N is `fields[N - 3]`.
+        let (_, fields) = split_stat(stat)?;
         let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
         let guest = field(43)?;
         Some(CpuTicks {
@@ -266,11 +263,8 @@ pub fn thread_states(pid: u32, before: &HashMap<String, CpuTicks>, over: Duratio
         let dir = task.path();
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
         let stat = read("stat");
-        // The state is the first field after the parenthesized name.
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
+        let state = split_stat(&stat)
+            .and_then(|(_, fields)| fields.first().copied())
             .unwrap_or("?");
         let stack: Vec<String> = read("stack")
             .lines()

@@ -75,12 +75,22 @@ fn start_container(cri: &Cri, pod: &str, config: &Value, name: &str, command: &[
 
 /// ExecSync of `cmd` in container `id`: exit code and stdout.
 fn exec_sync(cri: &Cri, id: &str, cmd: &[&str]) -> (i64, String) {
+    let (code, stdout, _) = exec_sync_all(cri, id, cmd);
+    (code, stdout)
+}
+
+/// ExecSync's exit code, stdout and stderr.
+fn exec_sync_all(cri: &Cri, id: &str, cmd: &[&str]) -> (i64, String, String) {
     let out = cri.ok(
         "ExecSync",
         &json!({"containerId": id, "cmd": cmd, "timeout": 120}),
     );
-    let code = out["exitCode"].as_i64().unwrap_or(0);
-    (code, out["stdout"].as_str().unwrap_or_default().to_owned())
+    let text = |key: &str| out[key].as_str().unwrap_or_default().to_owned();
+    (
+        out["exitCode"].as_i64().unwrap_or(0),
+        text("stdout"),
+        text("stderr"),
+    )
 }
 
 /// What one run of the pod saw.
@@ -153,8 +163,8 @@ fn run_pod(c: &Containerd, handler: &str) -> PodRun {
     let place = |id: &str| {
         let script = "for ns in ipc uts pid cgroup; do readlink /proc/self/ns/$ns; done; \
                       hostname; echo pid1=$(cat /proc/1/comm)";
-        let (code, out) = exec_sync(&cri, id, &["sh", "-c", script]);
-        assert_eq!(code, 0, "{out}");
+        let (code, out, err) = exec_sync_all(&cri, id, &["sh", "-c", script]);
+        assert_eq!(code, 0, "in {id}: stdout {out:?}, stderr {err:?}");
         out.lines().map(str::to_owned).collect::<Vec<_>>()
     };
     let (sp, cp) = (place(&server), place(&client));
