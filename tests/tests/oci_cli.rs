@@ -415,6 +415,70 @@ fn bad_input_is_named_and_leaves_nothing() {
     assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
 }
 
+/// An initramfs whose init says one line on the console and then sleeps: the guest
+/// boots, but no agent ever answers.
+fn silent_initramfs(dir: &Path) -> PathBuf {
+    let tree = dir.join("silent-init");
+    std::fs::create_dir_all(tree.join("dev")).unwrap();
+    std::fs::copy("/bin/busybox", tree.join("busybox")).unwrap();
+    let init = tree.join("init");
+    std::fs::write(
+        &init,
+        "#!/busybox sh\n/busybox mount -t devtmpfs dev /dev\n\
+         echo 'husk-test: this init starts no agent' > /dev/console\n\
+         exec /busybox sleep 100000\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cpio = dir.join("silent.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find . | cpio -o -H newc --quiet > \"$0\"")
+        .arg(&cpio)
+        .current_dir(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cpio: {status}");
+    cpio
+}
+
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_guest_that_never_answers_fails_create_saying_where_it_was() {
+    let world = World::new("silent");
+    let initramfs = silent_initramfs(&world.dir);
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    let config: String = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("initramfs =") {
+                format!("initramfs = {:?}", initramfs.display().to_string())
+            } else if line.starts_with("boot_timeout_secs =") {
+                "boot_timeout_secs = 10".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&world.config, config).unwrap();
+    let bundle = world.bundle("b", &["true"], false);
+    let err = world.create_fails(&["--bundle", bundle.dir.to_str().unwrap(), "s1"]);
+    assert!(
+        err.contains("the guest did not boot within 10s (vCPU 0: rip=0x"),
+        "{err}"
+    );
+    let console = err
+        .split_once("guest console, last lines: ")
+        .map(|(_, c)| c);
+    assert!(
+        console.is_some_and(|c| c.contains("husk-test: this init starts no agent")),
+        "{err}"
+    );
+    world.assert_clean("s1", &[]);
+    assert_eq!(virtiofsd_count(), 0, "virtiofsd left");
+}
+
 #[test]
 #[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
 fn a_failing_create_hook_fails_create_and_leaves_nothing() {

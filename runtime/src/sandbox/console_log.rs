@@ -121,8 +121,10 @@ pub fn log_tail(path: &Path, what: &str) -> String {
     let Ok(bytes) = read_end() else {
         return String::new();
     };
+    // A serial console ends its lines with "\r\n": the carriage return is no text.
     let text: String = bytes
         .iter()
+        .filter(|&&b| b != b'\r')
         .map(|&b| match b {
             b'\n' => '\n',
             0x20..=0x7e => b as char,
@@ -211,7 +213,8 @@ mod tests {
         for i in 0..20 {
             text.push_str(&format!("line {i}\n"));
         }
-        text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\n\n");
+        // The serial console's "\r\n" ends a line like "\n".
+        text.push_str("Kernel panic - not syncing: \x1b[1mAttempted to kill init!\r\n\r\n");
         std::fs::write(&path, text).unwrap();
         let tail = log_tail(&path, "guest console");
         assert!(

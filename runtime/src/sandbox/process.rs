@@ -123,11 +123,19 @@ impl Sandbox {
                     )))
                 }
                 _ => {
+                    // Where the guest was, for a look at a guest that hangs: its
+                    // `rip` maps to a symbol of the guest kernel.
+                    let registers = vm.stop_with_register_report();
                     return Err(SandboxError::Vm(format!(
-                        "the guest did not boot within {:?}; see {}",
+                        "the guest did not boot within {:?} ({}); see {}",
                         plan.boot_timeout,
+                        if registers.is_empty() {
+                            "no vCPU ran"
+                        } else {
+                            &registers
+                        },
                         vm_plan.dir.join("console.log").display()
-                    )))
+                    )));
                 }
             };
         let timeouts = Timeouts {

@@ -267,6 +267,20 @@ impl SandboxVm {
         }
     }
 
+    /// Stops the VM, with a register report of each vCPU first: where a guest that
+    /// never answered was (`vCPU 0: rip=… …`, `; `-separated; empty if no vCPU ran).
+    pub fn stop_with_register_report(&mut self) -> String {
+        self.control.request_register_report();
+        self.stop();
+        let reports: Vec<String> = self
+            .control
+            .register_reports()
+            .iter()
+            .map(|r| format!("vCPU {}: {r}", r.vcpu))
+            .collect();
+        reports.join("; ")
+    }
+
     /// Stops the VM (if it still runs) and waits for its thread, then virtiofsd.
     pub fn stop(&mut self) {
         self.control.request_exit(VmExit::Stopped);

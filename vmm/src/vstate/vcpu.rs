@@ -8,8 +8,10 @@
 //!
 //! Register reports: [`VmControl::request_register_report`] (husk-vmm does it on
 //! `SIGUSR1`) kicks every vCPU the same way; each logs its instruction pointer, stack
-//! pointer, flags and page-table root once and goes back into the guest. A look at a
-//! guest that spins: map `rip` to a symbol with the guest kernel's `vmlinux`.
+//! pointer, flags and page-table root once and goes back into the guest; the latest
+//! report of each vCPU is kept ([`VmControl::register_reports`]), so one asked for
+//! just before a stop is there once the VM has stopped. A look at a guest that spins:
+//! map `rip` to a symbol with the guest kernel's `vmlinux`.
 
 use crate::devices::bus::{lock, Bus};
 use kvm_bindings::kvm_run;
@@ -46,6 +48,34 @@ impl std::fmt::Display for VmExit {
     }
 }
 
+/// Where one vCPU was when it answered a register report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisterReport {
+    /// The vCPU's index.
+    pub vcpu: u8,
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// Page-table root.
+    pub cr3: u64,
+    /// Privilege level (0: the guest kernel, 3: user space).
+    pub cpl: u16,
+}
+
+/// The registers (not the vCPU's index): `rip=… rsp=… rflags=… cr3=… cpl=…`.
+impl std::fmt::Display for RegisterReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rip={:#x} rsp={:#x} rflags={:#x} cr3={:#x} cpl={}",
+            self.rip, self.rsp, self.rflags, self.cr3, self.cpl
+        )
+    }
+}
+
 /// Shared between the vCPUs, the devices and the event loop: who stops the VM, why.
 #[derive(Debug)]
 pub struct VmControl {
@@ -58,6 +88,8 @@ pub struct VmControl {
     /// leaves the list (under the lock) before it ends, so every one listed can be
     /// signalled.
     running: Mutex<Vec<libc::pthread_t>>,
+    /// The latest register report of each vCPU that made one.
+    register_reports: Mutex<Vec<RegisterReport>>,
 }
 
 impl VmControl {
@@ -69,10 +101,11 @@ impl VmControl {
             exit_evt: EventFd::new(libc::EFD_NONBLOCK)?,
             reports: AtomicU64::new(0),
             running: Mutex::new(Vec::new()),
+            register_reports: Mutex::new(Vec::new()),
         })
     }
 
-    /// Asks every running vCPU to log its registers once (see the module
+    /// Asks every running vCPU to report its registers once (see the module
     /// documentation). Returns how many vCPUs were asked.
     pub fn request_register_report(&self) -> usize {
         self.reports.fetch_add(1, Ordering::SeqCst);
@@ -89,6 +122,21 @@ impl VmControl {
     /// Register reports asked for so far.
     fn reports_requested(&self) -> u64 {
         self.reports.load(Ordering::SeqCst)
+    }
+
+    /// The latest register report of each vCPU that made one, by vCPU index. A vCPU
+    /// that was asked before the VM was asked to stop has answered once the VM's run
+    /// has returned.
+    pub fn register_reports(&self) -> Vec<RegisterReport> {
+        let mut reports = lock(&self.register_reports).clone();
+        reports.sort_by_key(|r| r.vcpu);
+        reports
+    }
+
+    fn keep_register_report(&self, report: RegisterReport) {
+        let mut reports = lock(&self.register_reports);
+        reports.retain(|r| r.vcpu != report.vcpu);
+        reports.push(report);
     }
 
     /// Asks the VM to stop; the first reason given is the one reported.
@@ -226,28 +274,41 @@ impl Vcpu {
             if let Some(exit) = self.run_once() {
                 self.control.request_exit(exit);
             }
-            if self.reports != self.control.reports_requested() {
-                self.reports = self.control.reports_requested();
-                self.report_registers();
-            }
+            self.answer_register_report();
         }
         lock(&self.control.running).retain(|&t| t != me);
+        // A report asked for just before the stop, seen here only after the loop's
+        // check, is still answered.
+        self.answer_register_report();
         KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
         self.state = VcpuState::Exited;
     }
 
-    /// Logs where the guest is: the registers a look at a stuck guest starts from.
+    /// Reports the registers if a report was asked for since the last one.
+    fn answer_register_report(&mut self) {
+        let asked = self.control.reports_requested();
+        if self.reports != asked {
+            self.reports = asked;
+            self.report_registers();
+        }
+    }
+
+    /// Logs and keeps where the guest is: the registers a look at a stuck guest
+    /// starts from.
     fn report_registers(&self) {
         match (self.fd.get_regs(), self.fd.get_sregs()) {
-            (Ok(regs), Ok(sregs)) => tracing::warn!(
-                "vCPU {}: registers on request: rip={:#x} rsp={:#x} rflags={:#x} cr3={:#x} cpl={}",
-                self.index,
-                regs.rip,
-                regs.rsp,
-                regs.rflags,
-                sregs.cr3,
-                sregs.cs.selector & 3
-            ),
+            (Ok(regs), Ok(sregs)) => {
+                let report = RegisterReport {
+                    vcpu: self.index,
+                    rip: regs.rip,
+                    rsp: regs.rsp,
+                    rflags: regs.rflags,
+                    cr3: sregs.cr3,
+                    cpl: sregs.cs.selector & 3,
+                };
+                tracing::warn!("vCPU {}: registers on request: {report}", self.index);
+                self.control.keep_register_report(report);
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!("vCPU {}: cannot read its registers: {e}", self.index)
             }
