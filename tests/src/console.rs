@@ -133,7 +133,8 @@ impl ConsoleVm {
         let before = thread_cpu(self.pid());
         let started = Instant::now();
         self.ask_registers();
-        let (vmm, status) = match self.try_status() {
+        let ended_before = self.try_status();
+        let (vmm, status) = match ended_before {
             Some(status) => (format!("the VMM ended: {status}"), String::new()),
             None => (
                 "the VMM still runs".to_owned(),
@@ -146,9 +147,15 @@ impl ConsoleVm {
         // The CPU times are in clock ticks: sample over at least a second.
         std::thread::sleep(CPU_SAMPLE.saturating_sub(started.elapsed()));
         self.ask_registers();
+        let threads = thread_states(self.pid(), &before, started.elapsed());
+        // A VMM on its way out when the report began: how it ended (husk-vmm exits 0
+        // when the guest reset or powered off the machine, 143 when it was stopped).
+        let ended = match (ended_before, self.try_status()) {
+            (None, Some(status)) => format!("\nthe VMM ended during this report: {status}"),
+            _ => String::new(),
+        };
         format!(
-            "{vmm}\n--- its threads:\n{}{status}\n--- guest console (last lines, before the request):\n{console}",
-            thread_states(self.pid(), &before, started.elapsed()),
+            "{vmm}\n--- its threads:\n{threads}{status}{ended}\n--- guest console (last lines, before the request):\n{console}",
         )
     }
 
