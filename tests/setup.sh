@@ -35,24 +35,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The testbed's emulator. Debian 12's QEMU 7.2 now and then loses a nested guest's
-# state under TCG's emulated SVM (docs/testing.md, "The testbed hang"); the testbed
-# uses QEMU 10 from Debian 12's backports. Other releases keep their own QEMU.
-qemu_version=$(dpkg-query -W -f='${Version}' qemu-system-x86)
-if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] &&
-    dpkg --compare-versions "$qemu_version" lt 1:10; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "setup: installing QEMU 10 from bookworm-backports (the testbed's emulator; QEMU $qemu_version here)"
-    if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        echo "deb http://deb.debian.org/debian bookworm-backports main" |
-            $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
-    fi
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
-        -t bookworm-backports qemu-system-x86
-fi
-
 # virtiofsd, the virtio-fs backend: the Rust implementation from crates.io, pinned,
 # built once into the cache (minutes on a fresh machine) and linked onto PATH.
 virtiofsd_version=1.14.0

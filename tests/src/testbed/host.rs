@@ -84,13 +84,15 @@ pub enum TestbedError {
 /// frequency, if known: under TCG the test host's TSC is the build machine's, and
 /// without it the test host cannot calibrate its TSC (no HPET, and the PIT method fails
 /// under emulation), falls back to 4 ms jiffies, and every time measured inside is that
-/// coarse.
+/// coarse. A test host whose kernel oopses cannot be trusted any further (`oops=panic`):
+/// it panics, resets, and QEMU (`-no-reboot`) ends, so the run fails at once instead
+/// of at its timeout.
 pub fn kernel_cmdline(init: &Path, verbose: bool, tsc_khz: Option<u64>) -> String {
     let tsc = tsc_khz.map_or(String::new(), |khz| {
         format!(" tsc_early_khz={khz} tsc=reliable")
     });
     format!(
-        "console=ttyS0 reboot=t panic=-1 {}{tsc} root={ROOT_TAG} rootfstype=9p \
+        "console=ttyS0 reboot=t panic=-1 oops=panic {}{tsc} root={ROOT_TAG} rootfstype=9p \
          rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro init={}",
         if verbose {
             "loglevel=7"
@@ -192,33 +194,6 @@ pub fn qemu_args(config: &TestbedConfig, init: &Path, job_dir: &Path) -> Vec<OsS
     args
 }
 
-/// The oldest QEMU the testbed runs on without a warning: 7.2 (Debian 12's own) loses
-/// a nested guest's state now and then under TCG's SVM (docs/testing.md, "The testbed
-/// hang"); 10 (Debian 12's backports) did so less often in the same loops.
-const QEMU_MAJOR_WANTED: u32 = 10;
-
-/// The major version in `qemu-system-x86_64 --version`'s first line ("QEMU emulator
-/// version 10.0.2 (Debian …)").
-fn qemu_major(version_output: &str) -> Option<u32> {
-    let rest = version_output.lines().next()?.split("version ").nth(1)?;
-    rest.split('.').next()?.trim().parse().ok()
-}
-
-/// Says so on stderr when `qemu` is older than [`QEMU_MAJOR_WANTED`]; the run goes on.
-fn warn_of_an_old_qemu(qemu: &Path) {
-    let Ok(out) = Command::new(qemu).arg("--version").output() else {
-        return; // Starting it for real names the problem.
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    if let Some(major) = qemu_major(&text).filter(|&m| m < QEMU_MAJOR_WANTED) {
-        eprintln!(
-            "husk-testbed: warning: QEMU {major} emulates nested SVM less reliably than \
-             QEMU {QEMU_MAJOR_WANTED}: expect an occasional guest hang (docs/testing.md); \
-             tests/setup.sh installs QEMU {QEMU_MAJOR_WANTED} on Debian 12"
-        );
-    }
-}
-
 /// A temporary directory removed on drop.
 #[derive(Debug)]
 struct ScratchDir(PathBuf);
@@ -256,7 +231,6 @@ pub fn run(config: &TestbedConfig, job: &Job) -> Result<Outcome, TestbedError> {
     if !config.kernel.is_file() {
         return Err(TestbedError::NoKernel(config.kernel.clone()));
     }
-    warn_of_an_old_qemu(&config.qemu);
     let scratch = ScratchDir::new()?;
     job.write_to(&scratch.0)?;
     let init = std::env::current_exe().map_err(TestbedError::OwnPath)?;
@@ -361,17 +335,6 @@ fn relay_console(console: impl std::io::Read) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_qemu_major_version_is_read_from_its_banner() {
-        let debian12 = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n\
-                        Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
-        assert_eq!(qemu_major(debian12), Some(7));
-        let backports = "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n";
-        assert_eq!(qemu_major(backports), Some(10));
-        assert_eq!(qemu_major("not qemu"), None);
-        assert_eq!(qemu_major(""), None);
-    }
-
     fn config() -> TestbedConfig {
         TestbedConfig {
             kernel: "/cache/bzImage".into(),
@@ -428,7 +391,10 @@ mod tests {
             cmdline.contains(" ro init=/work/target/debug/husk-testbed"),
             "{cmdline}"
         );
-        assert!(cmdline.contains("reboot=t panic=-1"), "{cmdline}");
+        assert!(
+            cmdline.contains("reboot=t panic=-1 oops=panic"),
+            "{cmdline}"
+        );
     }
 
     #[test]
