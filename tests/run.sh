@@ -40,13 +40,13 @@ again=()
 for bin in "${suites[@]}"; do
     suite=$(basename "$bin")
     status=0
-    target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "$bin" ||
+    target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1200}" -- tests/e2e.sh "$bin" ||
         status=$?
     if [ "$status" -eq 125 ]; then
         echo "run.sh: the test host died during $suite; running $suite again in a fresh one"
         again+=("$suite")
         status=0
-        target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-900}" -- tests/e2e.sh "$bin" ||
+        target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1200}" -- tests/e2e.sh "$bin" ||
             status=$?
     fi
     [ "$status" -eq 0 ] || failed+=("$suite")
