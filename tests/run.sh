@@ -35,19 +35,20 @@ export HUSK_E2E_SKIP=${HUSK_E2E_SKIP-"a_256_mib_file_checksums_the_same_on_both_
 # One test host per suite: the emulation now and then kills the test host's own kernel
 # (docs/testing.md, "The emulator, and a second run"; it then ends at once, status
 # 125), which loses that suite only; the suite runs once more in a fresh test host.
+in_test_host() {
+    target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1200}" -- tests/e2e.sh "$1"
+}
 failed=()
 again=()
 for bin in "${suites[@]}"; do
     suite=$(basename "$bin")
     status=0
-    target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1200}" -- tests/e2e.sh "$bin" ||
-        status=$?
+    in_test_host "$bin" || status=$?
     if [ "$status" -eq 125 ]; then
         echo "run.sh: the test host died during $suite; running $suite again in a fresh one"
         again+=("$suite")
         status=0
-        target/release/husk-testbed --timeout "${HUSK_E2E_TIMEOUT:-1200}" -- tests/e2e.sh "$bin" ||
-            status=$?
+        in_test_host "$bin" || status=$?
     fi
     [ "$status" -eq 0 ] || failed+=("$suite")
 done
