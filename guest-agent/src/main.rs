@@ -3,7 +3,9 @@
 use husk_agent::cmdline::AgentConfig;
 use husk_agent::console::{self, ConsoleRequest};
 use husk_agent::server::{self, Context};
-use husk_agent::{mounts, power, procfs, POWEROFF_PREFIX, READY_PREFIX, VERSION};
+use husk_agent::{mounts, power, procfs};
+use husk_protocol::console::{POWEROFF_PREFIX, READY_PREFIX, VERSION};
+use husk_protocol::error_chain;
 use nix::sys::signal::{SigSet, Signal};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -74,15 +76,12 @@ fn run() -> Result<Stop, Box<dyn std::error::Error>> {
             Ok(at) => println!("husk-agent: share {tag:?} mounted at {}", at.display()),
             // Not fatal: the host learns it when it uses the share (the container's
             // root file system is then missing), and the console says why.
-            Err(e) => println!("husk-agent: {}", husk_agent::server::log::error_chain(&e)),
+            Err(e) => println!("husk-agent: {}", error_chain(&e)),
         }
     }
     // As runc does for a new network namespace: loopback is up.
     if let Err(e) = husk_agent::network::loopback_up() {
-        println!(
-            "husk-agent: cannot bring loopback up: {}",
-            husk_agent::server::log::error_chain(&e)
-        );
+        println!("husk-agent: cannot bring loopback up: {}", error_chain(&e));
     }
     // PID 1 reaps every orphan of the guest; container processes go through it.
     let reaper = husk_agent::container::Reaper::reap_all()?;

@@ -22,10 +22,7 @@ pub const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-/// A tmpfs in the guest's own mount namespace that the containers of a pod bind at
-/// `/dev/shm`, so that they share POSIX shared memory as under runc (a container's
-/// own mounts live in its mount namespace, which another container cannot bind from).
-pub const POD_SHM: &str = "/run/husk/shm";
+pub use husk_protocol::console::POD_SHM;
 
 /// The early mounts, parents before children.
 pub const EARLY_MOUNTS: &[MountSpec] = &[

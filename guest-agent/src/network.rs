@@ -5,10 +5,10 @@
 //! virtio-net device the veth's), renamed to the veth's name, given its MTU and
 //! addresses, brought up; then the routes are added in order.
 
-use crate::netlink::link::parse_mac;
-use crate::netlink::{Netlink, NetlinkError};
-use crate::protocol::network::{IpNet, NetworkConfig};
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::mac::parse_mac;
+use husk_protocol::netlink::{Netlink, NetlinkError};
+use husk_protocol::network::{IpNet, NetworkConfig};
+use husk_protocol::{AgentError, ErrorCode};
 use std::sync::Mutex;
 
 pub mod namespace;
@@ -117,7 +117,7 @@ pub fn configure(config: &NetworkConfig) -> Result<(), AgentError> {
 fn apply(config: &NetworkConfig) -> Result<(), AgentError> {
     validate(config)?;
     let failed =
-        |e: NetlinkError| AgentError::new(ErrorCode::Internal, crate::server::log::error_chain(&e));
+        |e: NetlinkError| AgentError::new(ErrorCode::Internal, husk_protocol::error_chain(&e));
     let mut nl = Netlink::open().map_err(failed)?;
     let links = nl.links().map_err(failed)?;
     let mut indexes = Vec::new();
@@ -152,7 +152,7 @@ fn apply(config: &NetworkConfig) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::network::{InterfaceConfig, RouteConfig};
+    use husk_protocol::network::{InterfaceConfig, RouteConfig};
 
     fn config() -> NetworkConfig {
         NetworkConfig {

@@ -29,16 +29,6 @@ pub fn parse_meminfo_kib(text: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Splits a `/proc/<pid>/stat` line into the command name (between the first `(` and
-/// the last `)`: it may hold spaces and parentheses) and the fields after it.
-/// `fields[0]` is field 3 of proc(5), the state: field N is `fields[N - 3]`.
-pub fn split_stat(text: &str) -> Option<(&str, Vec<&str>)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?;
-    Some((comm, text.get(close + 1..)?.split_whitespace().collect()))
-}
-
 /// Reads `<proc_root>/<file>` and parses it, naming the file on failure.
 pub fn read_parsed<T>(
     proc_root: &Path,
@@ -58,15 +48,6 @@ pub fn read_parsed<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stat_line_splits_after_the_last_parenthesis() {
-        let (comm, fields) = split_stat("9 (a) (b) c) R 1 9").unwrap();
-        assert_eq!(comm, "a) (b) c");
-        assert_eq!(fields, ["R", "1", "9"]);
-        assert_eq!(split_stat("9 no name R"), None);
-        assert_eq!(split_stat("9 )x( R"), None);
-    }
 
     #[test]
     fn proc_files_parse() {

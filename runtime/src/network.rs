@@ -13,9 +13,9 @@
 //! qdisc and filter; the veth's ingress qdisc is removed at teardown and again by
 //! `delete` (recorded in `network.json` in the state directory).
 
-use husk_agent::netlink::link::format_mac;
-use husk_agent::netlink::{Netlink, NetlinkError};
-use husk_agent::protocol::network::{InterfaceConfig, NetworkConfig, RouteConfig};
+use husk_protocol::mac::format_mac;
+use husk_protocol::netlink::{Netlink, NetlinkError};
+use husk_protocol::network::{InterfaceConfig, NetworkConfig, RouteConfig};
 use husk_vmm::devices::virtio::net::tap::{Tap, TapError};
 use husk_vmm::devices::virtio::net::MacAddr;
 use nix::sched::CloneFlags;

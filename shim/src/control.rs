@@ -11,7 +11,7 @@ use containerd_shim::protos::cgroups_v2::metrics::{
 use containerd_shim::protos::events::task::{TaskOOM, TaskPaused, TaskResumed};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
-use husk_agent::protocol::ContainerStats;
+use husk_protocol::ContainerStats;
 use husk_runtime::commands;
 use husk_runtime::error::RuntimeError;
 use husk_runtime::sandbox;
@@ -171,7 +171,7 @@ pub fn metrics(stats: &ContainerStats) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use husk_agent::protocol::CgroupStats;
+    use husk_protocol::CgroupStats;
 
     #[test]
     fn metrics_carry_the_cgroup_figures_and_decode() {

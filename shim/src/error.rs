@@ -132,7 +132,7 @@ fn runtime_code(e: &RuntimeError) -> Code {
 
 impl From<ShimError> for ttrpc::Error {
     fn from(e: ShimError) -> Self {
-        let message = husk_agent::server::log::error_chain(&e);
+        let message = husk_protocol::error_chain(&e);
         tracing::warn!("answering with an error: {message}");
         ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), message))
     }

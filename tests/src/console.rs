@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use husk_agent::console::status;
-use husk_agent::procfs::split_stat;
+use husk_protocol::procfs::split_stat;
 
 /// A VM process whose serial console is its stdin and stdout.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Running a process in a guest, as a container of the agent, through the sandbox's
 //! vsock socket: create, attach stdout and stderr, start, wait, collect.
 
-use husk_agent::protocol::{StdioStream, AGENT_PORT};
+use husk_protocol::{StdioStream, AGENT_PORT};
 use husk_runtime::agent::{open_stream, AgentClient, StreamTarget, Timeouts};
 use std::io::Read;
 use std::path::Path;

@@ -48,11 +48,10 @@ impl std::iter::Sum for Pss {
     }
 }
 
-/// The parent of `pid` (from `/proc/PID/stat`, after the command's parentheses).
+/// The parent of `pid` (from `/proc/PID/stat`).
 fn parent(proc_dir: &Path) -> Option<u32> {
     let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    u32::try_from(husk_protocol::procfs::Stat::parse(&stat)?.ppid).ok()
 }
 
 /// `pid` and all its descendants.

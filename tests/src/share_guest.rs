@@ -6,7 +6,7 @@ use crate::console::{ConsoleVm, POST_MORTEM_LINES};
 use crate::guest_exec::{self, Ran};
 use crate::guest_image::GuestImage;
 use crate::vm_command::{self, Boot};
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;

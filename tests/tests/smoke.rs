@@ -1,7 +1,7 @@
 //! End-to-end smoke tests. They need hardware KVM, so they are ignored by a plain
 //! `cargo test` and run inside the testbed by `tests/run.sh` (`--ignored`).
 
-use husk_agent::{POWEROFF_PREFIX, READY_PREFIX};
+use husk_protocol::console::{POWEROFF_PREFIX, READY_PREFIX};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
 use husk_tests::vm_command::{self, Boot};

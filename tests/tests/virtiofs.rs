@@ -6,7 +6,7 @@
 //! The guests need hardware KVM: those tests are ignored by a plain `cargo test` and
 //! run in the testbed by `tests/run.sh`. The tests of bad set-ups run anywhere.
 
-use husk_agent::protocol::diag::StreamGenerator;
+use husk_protocol::diag::StreamGenerator;
 use husk_tests::guest_exec::Ran;
 use husk_tests::guest_image::workspace_bin;
 use husk_tests::scratch_fs::ScratchFs;

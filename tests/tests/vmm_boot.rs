@@ -1,7 +1,7 @@
 //! husk's own VMM booting the guest image, end to end. Needs hardware KVM: ignored by
 //! a plain `cargo test`, run inside the testbed by `tests/run.sh`.
 
-use husk_agent::{POWEROFF_PREFIX, READY_PREFIX};
+use husk_protocol::console::{POWEROFF_PREFIX, READY_PREFIX};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
 use husk_tests::vm_command::{self, Boot};

@@ -1,9 +1,9 @@
 //! The host reaching the agent through husk-vmm's virtio-vsock, end to end. Needs
 //! hardware KVM: ignored by a plain `cargo test`, run in the testbed by `tests/run.sh`.
 
-use husk_agent::protocol::diag::StreamGenerator;
-use husk_agent::protocol::AGENT_PORT;
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
+use husk_protocol::diag::StreamGenerator;
+use husk_protocol::AGENT_PORT;
 use husk_runtime::agent::{AgentClient, ClientError, Timeouts};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
@@ -62,7 +62,7 @@ fn client(socket: &Path) -> AgentClient {
 fn host_reaches_the_agent_and_shuts_the_vm_down() {
     let mut guest = boot("health", 1);
     let mut agent = client(&guest.socket);
-    assert_eq!(agent.agent_version(), husk_agent::VERSION);
+    assert_eq!(agent.agent_version(), husk_protocol::console::VERSION);
     let health = agent.health().unwrap();
     assert!(health.mem_total_kib > 100 * 1024, "{health:?}");
 

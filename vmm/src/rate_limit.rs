@@ -1,11 +1,11 @@
 //! Rate limiting for log lines the guest can trigger: a token bucket per call site, so
 //! a guest hammering an unhandled port cannot flood the host's logs.
 
-use husk_agent::server::ratelimit::{Admission, TokenBucket};
+use husk_protocol::ratelimit::{Admission, TokenBucket};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A token bucket (the agent's, shared through `husk_agent`) that can live in a
+/// A token bucket (shared with the agent through `husk_protocol`) that can live in a
 /// `static`: `burst` lines at once, refilled at `per_second`. The bucket starts full at
 /// the first line.
 #[derive(Debug)]

@@ -98,7 +98,7 @@ struct StatRow<'a> {
 impl<'a> StatRow<'a> {
     /// Parses a stat line; the command name may hold spaces and parentheses.
     fn parse(stat: &'a str) -> Option<StatRow<'a>> {
-        let (comm, fields) = crate::procfs::split_stat(stat)?;
+        let (comm, fields) = husk_protocol::procfs::split_stat(stat)?;
         let comm = comm
             .chars()
             .take(16)

@@ -2,7 +2,7 @@
 //! `oom_event` wait.
 
 use super::{cgroup, lock, Container, Containers};
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

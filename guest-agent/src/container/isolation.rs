@@ -6,7 +6,7 @@
 use super::limits::{self, Rlimit, RlimitSpec, Sysctl};
 use super::seccomp::{self, Program};
 use super::security::{self, CapabilitiesSpec, Security};
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::sched::CloneFlags;
 use serde::Deserialize;
 use std::sync::atomic::AtomicBool;

@@ -6,7 +6,7 @@
 //! the score works as under runc, whose setup does it while still privileged.
 //! Sysctls are written by the child itself, inside the container's namespaces.
 
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::Pid;

@@ -37,10 +37,10 @@ mod syscalls;
 pub use reaper::Reaper;
 
 use crate::network::namespace::ContainerNetwork;
-use crate::protocol::{
+use cgroup::{Cgroup, CgroupRoot};
+use husk_protocol::{
     AgentError, ContainerStats, ErrorCode, ExitStatus, RequestBody, ResponseBody, StreamHello,
 };
-use cgroup::{Cgroup, CgroupRoot};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;

@@ -9,7 +9,7 @@
 //! thread of the agent, so the reaper still reaps it.
 
 use super::isolation::JoinSpec;
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};

@@ -14,7 +14,7 @@
 //! table's lock. [`Reaper::kill`] signals under the same lock, so a PID it signals is
 //! never one that was reaped and reused meanwhile.
 
-use crate::protocol::ExitStatus;
+use husk_protocol::ExitStatus;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};

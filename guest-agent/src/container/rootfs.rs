@@ -13,7 +13,7 @@
 pub mod apply;
 pub mod options;
 
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::mount::MsFlags;
 use nix::sys::stat::SFlag;
 use serde::Deserialize;

@@ -14,7 +14,7 @@
 //! know), and `includes`/`excludes` (Docker's profile-generation fields) are ignored.
 
 use super::syscalls;
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::errno::Errno;
 use nix::libc;
 use serde::Deserialize;
@@ -104,36 +104,6 @@ enum Op {
     #[serde(rename = "SCMP_CMP_MASKED_EQ")]
     MaskedEq,
 }
-
-/// The `SCMP_ACT_*` actions compiled (`husk features` lists them).
-pub const ACTIONS: &[&str] = &[
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_ALLOW",
-];
-
-/// The `SCMP_CMP_*` operators compiled.
-pub const OPERATORS: &[&str] = &[
-    "SCMP_CMP_NE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_MASKED_EQ",
-];
-
-/// The `linux.seccomp.flags` accepted.
-pub const FLAGS: &[&str] = &[
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-];
 
 /// A compiled filter, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use super::rootfs::RootfsPlan;
 use super::seccomp::Program;
 use super::spec::Launch;
 use super::stdio::ChildStdio;
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::CloneFlags;

@@ -4,7 +4,7 @@
 //! ignored (see `docs/protocol.md`, *What the agent applies*).
 
 use super::isolation::{self, ProcessFields, ProcessSetup};
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use serde::Deserialize;
 use std::ffi::CString;
 

@@ -4,7 +4,7 @@
 //! from its first process and its exec'd ones; orphans reparented to the agent are
 //! no longer counted.
 
-use crate::protocol::ContainerStats;
+use husk_protocol::ContainerStats;
 use nix::unistd::{sysconf, SysconfVar};
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -23,7 +23,7 @@ pub struct ProcStat {
 
 /// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let (_, fields) = crate::procfs::split_stat(text)?;
+    let (_, fields) = husk_protocol::procfs::split_stat(text)?;
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(ProcStat {
         ppid: fields.get(1)?.parse().ok()?,

@@ -6,7 +6,7 @@
 
 use super::reaper::lock;
 use super::spec::ConsoleSize;
-use crate::protocol::{AgentError, ErrorCode, StdioStream};
+use husk_protocol::{AgentError, ErrorCode, StdioStream};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::pty::{grantpt, posix_openpt, unlockpt, Winsize};
 use nix::unistd::pipe2;

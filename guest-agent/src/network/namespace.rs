@@ -10,10 +10,10 @@
 //! namespace and are configured there again.
 
 use super::{apply, configured};
-use crate::netlink::link::parse_mac;
-use crate::netlink::{Netlink, NetlinkError};
-use crate::protocol::network::NetworkConfig;
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::mac::parse_mac;
+use husk_protocol::netlink::{Netlink, NetlinkError};
+use husk_protocol::network::NetworkConfig;
+use husk_protocol::{AgentError, ErrorCode};
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
@@ -36,7 +36,7 @@ fn internal(what: &str, e: impl std::fmt::Display) -> AgentError {
 }
 
 fn netlink_failed(e: NetlinkError) -> AgentError {
-    internal("netlink", crate::server::log::error_chain(&e))
+    internal("netlink", husk_protocol::error_chain(&e))
 }
 
 /// Runs `f` on a thread of its own, which `enter` first puts in a namespace.

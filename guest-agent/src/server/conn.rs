@@ -3,13 +3,13 @@
 use super::{diag, Context};
 use crate::container::relay;
 use crate::procfs;
-use crate::protocol::handshake::answer_hello;
-use crate::protocol::{
+use husk_protocol::console::VERSION;
+use husk_protocol::handshake::answer_hello;
+use husk_protocol::{
     read_frame_bytes, write_frame, AgentError, ErrorCode, FrameError, Health, Hello, HelloReply,
     Request, RequestBody, Response, ResponseBody, StreamHello, StreamHelloFrame, StreamHelloReply,
     PROTOCOL_VERSION,
 };
-use crate::VERSION;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;

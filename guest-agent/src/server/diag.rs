@@ -1,8 +1,8 @@
 //! Serving the throughput diagnostics.
 
 use super::ConnError;
-use crate::protocol::diag::{StreamGenerator, StreamHasher};
-use crate::protocol::SinkDigest;
+use husk_protocol::diag::{StreamGenerator, StreamHasher};
+use husk_protocol::SinkDigest;
 use std::io::{Read, Write};
 
 /// Chunk size of raw transfers.

@@ -1,7 +1,7 @@
 //! The server's console log, rate-limited so that a misbehaving host cannot flood the
 //! serial console.
 
-use super::ratelimit::{Admission, TokenBucket};
+use husk_protocol::ratelimit::{Admission, TokenBucket};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -53,18 +53,6 @@ impl ConsoleLog {
             let _ = out.flush();
         }
     }
-}
-
-/// An error and its sources, joined with `: `.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

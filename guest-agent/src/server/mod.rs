@@ -6,14 +6,14 @@
 mod conn;
 mod diag;
 pub mod log;
-pub mod ratelimit;
 
 pub use conn::{handle_connection, ConnError, Connection};
 
 use crate::container::cgroup::CgroupRoot;
 use crate::container::{Containers, Reaper};
-use crate::protocol::{write_frame, AgentError, ErrorCode, HelloReply, AGENT_PORT};
-use log::{error_chain, ConsoleLog};
+use husk_protocol::error_chain;
+use husk_protocol::{write_frame, AgentError, ErrorCode, HelloReply, AGENT_PORT};
+use log::ConsoleLog;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

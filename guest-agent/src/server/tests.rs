@@ -1,9 +1,9 @@
 //! The connection handler, driven over a Unix socket pair.
 
-use super::ratelimit::TokenBucket;
 use super::*;
-use crate::protocol::diag::{StreamGenerator, StreamHasher};
-use crate::protocol::*;
+use husk_protocol::diag::{StreamGenerator, StreamHasher};
+use husk_protocol::ratelimit::TokenBucket;
+use husk_protocol::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -82,7 +82,7 @@ fn version_and_health_are_answered() {
         ask(&mut client, 1, RequestBody::Version),
         Ok(ResponseBody::Version {
             protocol_version: PROTOCOL_VERSION,
-            agent_version: crate::VERSION.into()
+            agent_version: husk_protocol::console::VERSION.into()
         })
     );
     assert_eq!(

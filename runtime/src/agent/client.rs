@@ -4,8 +4,8 @@ use super::deadline::Deadline;
 use super::hybrid::connect_port;
 use super::transport::Transport;
 use super::ClientError;
-use husk_agent::protocol::diag::{StreamGenerator, StreamHasher};
-use husk_agent::protocol::{
+use husk_protocol::diag::{StreamGenerator, StreamHasher};
+use husk_protocol::{
     read_frame, write_frame, Health, Hello, HelloReply, Request, RequestBody, Response,
     ResponseBody, SinkDigest, PROTOCOL_VERSION,
 };
@@ -52,7 +52,7 @@ pub struct AgentClient<S: Transport = UnixStream> {
 
 impl AgentClient<UnixStream> {
     /// Connects to the agent listening on guest vsock `port` (normally
-    /// [`husk_agent::protocol::AGENT_PORT`]) through the sandbox's hybrid vsock socket
+    /// [`husk_protocol::AGENT_PORT`]) through the sandbox's hybrid vsock socket
     /// at `uds_path`, and does the handshake.
     pub fn connect(
         uds_path: &Path,
@@ -94,9 +94,7 @@ impl<S: Transport> AgentClient<S> {
                     ),
                 })
             }
-            HelloReply::Refused(e)
-                if e.code == husk_agent::protocol::ErrorCode::VersionMismatch =>
-            {
+            HelloReply::Refused(e) if e.code == husk_protocol::ErrorCode::VersionMismatch => {
                 return Err(ClientError::VersionMismatch { detail: e.message })
             }
             HelloReply::Refused(e) => return Err(ClientError::Refused(e)),
@@ -282,7 +280,7 @@ impl<S: Transport> AgentClient<S> {
             }),
             None => match self.stream.set_read_timeout(None) {
                 Ok(()) => read_frame(&mut self.stream),
-                Err(e) => Err(husk_agent::protocol::FrameError::Io(e)),
+                Err(e) => Err(husk_protocol::FrameError::Io(e)),
             },
         };
         let response: Response = match read {

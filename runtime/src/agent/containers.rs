@@ -7,7 +7,7 @@
 use super::client::AgentClient;
 use super::transport::Transport;
 use super::ClientError;
-use husk_agent::protocol::{ContainerStats, ExitStatus, RequestBody, ResponseBody};
+use husk_protocol::{ContainerStats, ExitStatus, RequestBody, ResponseBody};
 use std::time::{Duration, Instant};
 
 impl<S: Transport> AgentClient<S> {
@@ -162,7 +162,7 @@ impl<S: Transport> AgentClient<S> {
     /// Configures the guest's network interfaces and routes.
     pub fn configure_network(
         &mut self,
-        network: husk_agent::protocol::network::NetworkConfig,
+        network: husk_protocol::network::NetworkConfig,
     ) -> Result<(), ClientError> {
         match self.request(RequestBody::ConfigureNetwork { network })? {
             ResponseBody::Done => Ok(()),

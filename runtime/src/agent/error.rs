@@ -1,6 +1,6 @@
 //! What can go wrong talking to the agent.
 
-use husk_agent::protocol::{AgentError, FrameError, SinkDigest};
+use husk_protocol::{AgentError, FrameError, SinkDigest};
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The client of `husk-agent`, over the VMM's hybrid vsock Unix socket or any [`Transport`].
 //!
 //! The protocol is described in `docs/protocol.md`; its types come from
-//! [`husk_agent::protocol`].
+//! [`husk_protocol`].
 
 mod client;
 mod containers;

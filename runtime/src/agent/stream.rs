@@ -5,7 +5,7 @@ use super::deadline::Deadline;
 use super::hybrid::connect_port;
 use super::transport::Transport;
 use super::ClientError;
-use husk_agent::protocol::{
+use husk_protocol::{
     read_frame, write_frame, ErrorCode, StdioStream, StreamHello, StreamHelloFrame,
     StreamHelloReply, PROTOCOL_VERSION,
 };

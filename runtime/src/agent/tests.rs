@@ -1,17 +1,14 @@
 //! The client against fake agents on a Unix socket that speak the hybrid vsock
-//! `CONNECT`/`OK` exchange, and against the real connection handler behind it.
+//! `CONNECT`/`OK` exchange (the client against the agent's real connection handler
+//! is tested in the `husk-tests` crate, `tests/agent_client.rs`).
 
 use super::*;
-use husk_agent::protocol::diag::StreamGenerator;
-use husk_agent::protocol::*;
-use husk_agent::server::log::ConsoleLog;
-use husk_agent::server::ratelimit::TokenBucket;
-use husk_agent::server::{handle_connection, Context};
+use husk_protocol::*;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,110 +88,6 @@ fn short() -> Timeouts {
         connect: Duration::from_millis(200),
         request: Duration::from_millis(200),
     }
-}
-
-/// A fake whose connection is served by the agent's real handler; shutdown requests
-/// arrive on the first receiver, the handler's result on the second.
-type HandlerResult = Result<(), husk_agent::server::ConnError>;
-
-fn real_agent() -> (Fake, mpsc::Receiver<()>, mpsc::Receiver<HandlerResult>) {
-    let (done_tx, done_rx) = mpsc::channel();
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let ctx = Context::new(move || {
-        let _ = tx.lock().unwrap().send(());
-    })
-    .with_log(ConsoleLog::new(
-        Box::new(std::io::sink()),
-        TokenBucket::console(Instant::now()),
-    ));
-    let fake = Fake::start(move |mut stream| {
-        assert_eq!(read_connect(&mut stream), AGENT_PORT);
-        stream.write_all(b"OK 1073741824\n").unwrap();
-        let _ = done_tx.send(handle_connection(stream, &ctx));
-    });
-    (fake, rx, done_rx)
-}
-
-#[test]
-fn connect_and_requests_succeed_against_the_real_handler() {
-    let (fake, _rx, done) = real_agent();
-    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
-    assert_eq!(client.agent_version(), husk_agent::VERSION);
-    let health = client.health().unwrap();
-    assert!(health.mem_total_kib > 0);
-    assert_eq!(
-        client.request(RequestBody::Version).unwrap(),
-        ResponseBody::Version {
-            protocol_version: PROTOCOL_VERSION,
-            agent_version: husk_agent::VERSION.into()
-        }
-    );
-    // An error answer leaves the connection usable.
-    let err = client
-        .request(RequestBody::StartContainer {
-            container_id: "c1".into(),
-        })
-        .unwrap_err();
-    assert!(
-        matches!(&err, ClientError::Agent(e) if e.code == ErrorCode::NotFound),
-        "{err}"
-    );
-    assert!(client.health().is_ok());
-    drop(client);
-    done.recv().unwrap().unwrap();
-    fake.join();
-}
-
-#[test]
-fn stream_diagnostics_round_trip_against_the_real_handler() {
-    let (fake, _rx, done) = real_agent();
-    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
-    let bytes = 1u64 << 20;
-    let mut data = vec![0u8; bytes as usize];
-    StreamGenerator::new(3).fill(&mut data);
-    let digest = client.stream_sink(bytes, &data[..]).unwrap();
-    assert_eq!(digest.bytes, bytes);
-    assert_eq!(client.stream_source(bytes + 5, 11).unwrap(), bytes + 5);
-    assert!(client.health().is_ok());
-    drop(client);
-    done.recv().unwrap().unwrap();
-    fake.join();
-}
-
-#[test]
-fn stream_sink_with_short_data_is_an_error() {
-    let (fake, _rx, done) = real_agent();
-    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
-    let err = client.stream_sink(100, &[0u8; 10][..]).unwrap_err();
-    assert!(matches!(
-        err,
-        ClientError::SourceShort {
-            expected: 100,
-            got: 10
-        }
-    ));
-    assert!(matches!(client.health(), Err(ClientError::Broken)));
-    drop(client);
-    // The agent sees the stream cut short.
-    assert!(matches!(
-        done.recv().unwrap(),
-        Err(husk_agent::server::ConnError::StreamTruncated {
-            expected: 100,
-            got: 10
-        })
-    ));
-    fake.join();
-}
-
-#[test]
-fn shutdown_is_answered_and_passed_on() {
-    let (fake, rx, done) = real_agent();
-    let client = AgentClient::connect(&fake.path, AGENT_PORT, Timeouts::default()).unwrap();
-    client.shutdown().unwrap();
-    rx.recv().unwrap();
-    done.recv().unwrap().unwrap();
-    fake.join();
 }
 
 #[test]

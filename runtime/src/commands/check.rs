@@ -244,23 +244,13 @@ pub fn check(quiet: bool) -> i32 {
     let probe = || {
         husk_vmm::probe::run_probe(Duration::from_secs(10))
             .map(|_| ())
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| husk_protocol::error_chain(&e))
     };
     let results = run_checks(&CheckPaths::system(&config), &probe);
     if !quiet {
         print!("{}", report(&results));
     }
     i32::from(results.iter().any(|r| !r.ok))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

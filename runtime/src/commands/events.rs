@@ -6,7 +6,7 @@ use crate::cli::EventsArgs;
 use crate::error::RuntimeError;
 use crate::sandbox;
 use crate::state::{Status, Store};
-use husk_agent::protocol::ContainerStats;
+use husk_protocol::ContainerStats;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,7 +186,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use husk_agent::protocol::CgroupStats;
+    use husk_protocol::CgroupStats;
 
     #[test]
     fn durations_as_go_writes_them() {

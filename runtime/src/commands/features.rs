@@ -10,7 +10,7 @@
 
 use crate::config::{ANNOTATION_MEMORY, ANNOTATION_VCPUS, MAX_VCPUS, MEMORY_OVERHEAD_MIB};
 use crate::error::RuntimeError;
-use husk_agent::container::{seccomp, security};
+use husk_protocol::features as agent;
 use serde_json::{json, Value};
 
 /// The oldest OCI runtime-spec version husk accepts.
@@ -23,18 +23,18 @@ pub fn features_json() -> Value {
         "ociVersionMax": crate::state::OCI_VERSION,
         // Run on the host (src/hooks.rs).
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": husk_agent::container::rootfs::options::KNOWN,
+        "mountOptions": agent::MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["mount", "uts", "ipc", "cgroup", "pid", "network"],
-            "capabilities": &security::NAMES[..],
+            "capabilities": &agent::CAPABILITIES[..],
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {
                 "enabled": true,
-                "actions": seccomp::ACTIONS,
-                "operators": seccomp::OPERATORS,
+                "actions": agent::SECCOMP_ACTIONS,
+                "operators": agent::SECCOMP_OPERATORS,
                 "archs": ["SCMP_ARCH_X86_64"],
-                "knownFlags": seccomp::FLAGS,
-                "supportedFlags": seccomp::FLAGS
+                "knownFlags": agent::SECCOMP_FLAGS,
+                "supportedFlags": agent::SECCOMP_FLAGS
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},

@@ -4,7 +4,7 @@
 //! [`log_tail`] reads the end of such a log (or of the sandbox log) for an error
 //! message.
 
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;

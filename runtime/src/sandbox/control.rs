@@ -5,8 +5,8 @@ use super::lifecycle::agent;
 use crate::agent::ClientError;
 use crate::error::RuntimeError;
 use crate::state::{ContainerState, Store};
-use husk_agent::protocol::{ContainerStats, ErrorCode};
-use husk_agent::server::log::error_chain;
+use husk_protocol::error_chain;
+use husk_protocol::{ContainerStats, ErrorCode};
 use std::path::Path;
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use super::plan::{Report, Reporter};
 use super::relay::{attach, forward_signals, ProcessRef, Stdio};
 use super::SandboxError;
 use crate::agent::Timeouts;
-use husk_agent::protocol::ExitStatus;
+use husk_protocol::ExitStatus;
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -13,8 +13,9 @@ use crate::agent::{AgentClient, ClientError, Timeouts};
 use crate::error::RuntimeError;
 use crate::state::{process_start_time, ProcessState};
 use crate::state::{ContainerState, Store};
-use husk_agent::protocol::AGENT_PORT;
-use husk_agent::server::log::error_chain;
+use husk_protocol::error_chain;
+use husk_protocol::procfs::Stat;
+use husk_protocol::AGENT_PORT;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -487,7 +488,7 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
         .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
     // What a killed sandbox process could not undo on the veth (its tap went with it).
     crate::network::detach(&dir)
-        .map_err(|e| RuntimeError::Sandbox(husk_agent::server::log::error_chain(&e)))?;
+        .map_err(|e| RuntimeError::Sandbox(husk_protocol::error_chain(&e)))?;
     Ok(())
 }
 
@@ -500,16 +501,10 @@ fn virtiofsd_in_group(group: i32) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 return false;
             };
-            // "pid (comm) state ppid pgrp ...": comm may hold spaces; count from ')'.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                return false;
-            };
-            let comm = &stat[open + 1..close];
-            let pgrp = stat[close + 1..].split_whitespace().nth(2);
-            comm == "virtiofsd" && pgrp.and_then(|p| p.parse().ok()) == Some(group)
+            Stat::parse(&text).is_some_and(|s| s.comm == "virtiofsd" && s.pgrp == group)
         })
         .collect()
 }

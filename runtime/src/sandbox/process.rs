@@ -16,7 +16,7 @@ use super::timings::{monotonic_us, StartTimings};
 use super::vm::{SandboxVm, VmEvent};
 use super::SandboxError;
 use crate::agent::Timeouts;
-use husk_agent::protocol::ExitStatus;
+use husk_protocol::ExitStatus;
 use nix::sys::signal::{SigSet, Signal};
 use std::path::Path;
 use std::sync::mpsc;
@@ -65,7 +65,7 @@ pub fn run(dir: &Path) -> i32 {
     match Sandbox::start(&plan, &mut reporter, sandbox_started) {
         Ok(sandbox) => sandbox.wait(),
         Err(e) => {
-            let mut msg = husk_agent::server::log::error_chain(&e);
+            let mut msg = husk_protocol::error_chain(&e);
             if guest_gone(&e) {
                 // The state directory, console.log with it, goes with the failed
                 // create: its last words go into the error.
@@ -209,7 +209,7 @@ impl Sandbox {
                     }
                     Ok(status)
                 })
-                .map_err(|e| husk_agent::server::log::error_chain(&e));
+                .map_err(|e| husk_protocol::error_chain(&e));
             let _ = tx.send(Event::Exited(status));
         });
         let forwarder = process.clone();

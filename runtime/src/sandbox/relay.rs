@@ -5,7 +5,7 @@
 use super::pty::{window_size, HostPty};
 use super::SandboxError;
 use crate::agent::{open_stream, AgentClient, StreamTarget, Timeouts};
-use husk_agent::protocol::{StdioStream, AGENT_PORT};
+use husk_protocol::{StdioStream, AGENT_PORT};
 use nix::sys::signal::{SigSet, Signal};
 use std::fs::File;
 use std::io::{Read, Write};

@@ -7,7 +7,7 @@ use super::share::{self, HostBind, SHARE_TAG};
 use super::timings::{guest_boot_from_ready_line, monotonic_us};
 use super::SandboxError;
 use crate::network::{self, NetworkMode};
-use husk_agent::protocol::network::NetworkConfig;
+use husk_protocol::network::NetworkConfig;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::virtio::fs::Fs;
 use husk_vmm::devices::virtio::net::Net;
@@ -291,7 +291,7 @@ impl SandboxVm {
         // The VMM (and with it the tap) is gone: the veth's side can go too.
         if self.network.is_some() {
             if let Err(e) = network::detach(&self.dir) {
-                tracing::warn!("{}", husk_agent::server::log::error_chain(&e));
+                tracing::warn!("{}", husk_protocol::error_chain(&e));
             }
         }
     }

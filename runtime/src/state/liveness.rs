@@ -1,5 +1,7 @@
 //! Is a recorded process still the one we started?
 
+use husk_protocol::procfs::Stat;
+
 /// What `/proc/<pid>/stat` says about a pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessState {
@@ -25,19 +27,15 @@ pub fn process_start_time(pid: i32) -> ProcessState {
     }
 }
 
-/// Parses a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
-/// and may itself hold spaces and parentheses, so fields are counted from the last
-/// `)`: after it come field 3 (state) onwards.
+/// What a `/proc/<pid>/stat` line says about its process.
 fn parse_stat(stat: &str) -> Option<ProcessState> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    // Field 3 is the first after ')'; field 22 is the 20th after it.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    if state == "Z" || state == "X" {
+    let stat = Stat::parse(stat)?;
+    if stat.is_dead() {
         return Some(ProcessState::Zombie);
     }
-    Some(ProcessState::Alive { start_time })
+    Some(ProcessState::Alive {
+        start_time: stat.start_time,
+    })
 }
 
 #[cfg(test)]

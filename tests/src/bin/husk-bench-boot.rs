@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;
 use husk_tests::stats::median;

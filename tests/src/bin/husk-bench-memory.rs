@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
 use husk_tests::bundle::{husk_config, spec, Bundle};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;

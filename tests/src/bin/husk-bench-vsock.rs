@@ -6,9 +6,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use husk_agent::protocol::diag::StreamGenerator;
-use husk_agent::protocol::{RequestBody, AGENT_PORT};
-use husk_agent::READY_PREFIX;
+use husk_protocol::console::READY_PREFIX;
+use husk_protocol::diag::StreamGenerator;
+use husk_protocol::{RequestBody, AGENT_PORT};
 use husk_runtime::agent::{AgentClient, Timeouts, Transport};
 use husk_tests::console::ConsoleVm;
 use husk_tests::guest_image::GuestImage;

@@ -11,7 +11,7 @@
 pub mod resources;
 pub mod stats;
 
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use nix::unistd::Pid;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

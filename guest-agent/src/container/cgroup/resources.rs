@@ -8,7 +8,7 @@
 //! `update`. `devices` is never listed: the microVM is the device boundary.
 
 use super::{write_file, Cgroup};
-use crate::protocol::{AgentError, ErrorCode};
+use husk_protocol::{AgentError, ErrorCode};
 use serde::Deserialize;
 use std::io;
 

@@ -3,7 +3,7 @@
 //! controller not enabled) reads as 0 or no limit.
 
 use super::Cgroup;
-use crate::protocol::CgroupStats;
+use husk_protocol::CgroupStats;
 use std::io;
 
 /// The value of `key` in a flat keyed file (`key value` lines).

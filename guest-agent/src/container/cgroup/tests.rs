@@ -249,7 +249,7 @@ fn stats_read_the_cgroup_files() {
     let s = cg.stats().unwrap();
     assert_eq!(
         s,
-        crate::protocol::CgroupStats {
+        husk_protocol::CgroupStats {
             memory_current: 1048576,
             memory_max: Some(33554432),
             memory_anon: 4096,
@@ -267,9 +267,6 @@ fn stats_read_the_cgroup_files() {
     assert_eq!(cg.oom_kills(), 1);
     // Without the files (no controllers): zeros and no limits.
     let bare = CgroupRoot::new(dir.path()).create("c2").unwrap();
-    assert_eq!(
-        bare.stats().unwrap(),
-        crate::protocol::CgroupStats::default()
-    );
+    assert_eq!(bare.stats().unwrap(), husk_protocol::CgroupStats::default());
     assert_eq!(bare.oom_kills(), 0);
 }

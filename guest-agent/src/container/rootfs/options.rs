@@ -20,47 +20,7 @@ const UNSUPPORTED: &[&str] = &[
     "ratime",
 ];
 
-/// The options read as flags or propagation (`husk features`' `mountOptions`);
-/// any other option but the [`UNSUPPORTED`] ones is passed to the file system.
-pub const KNOWN: &[&str] = &[
-    "defaults",
-    "ro",
-    "rw",
-    "nosuid",
-    "suid",
-    "nodev",
-    "dev",
-    "noexec",
-    "exec",
-    "sync",
-    "async",
-    "dirsync",
-    "remount",
-    "mand",
-    "nomand",
-    "noatime",
-    "atime",
-    "nodiratime",
-    "diratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "silent",
-    "loud",
-    "bind",
-    "rbind",
-    "private",
-    "rprivate",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "unbindable",
-    "runbindable",
-];
+pub use husk_protocol::features::MOUNT_OPTIONS as KNOWN;
 
 /// A mount's options, read.
 #[derive(Debug, PartialEq, Eq)]

@@ -11,10 +11,10 @@ mod run;
 mod security;
 
 use crate::container::Reaper;
-use crate::protocol::*;
 use crate::server::log::ConsoleLog;
-use crate::server::ratelimit::TokenBucket;
 use crate::server::{handle_connection, Context};
+use husk_protocol::ratelimit::TokenBucket;
+use husk_protocol::*;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::os::unix::net::UnixStream;

@@ -1,7 +1,7 @@
 //! The pid and network namespaces, and namespaces joined by path.
 
 use super::*;
-use crate::netlink::Netlink;
+use husk_protocol::netlink::Netlink;
 use nix::sched::{setns, CloneFlags};
 
 /// The links of the network namespace of `pid`: (name, up) each, listed on a

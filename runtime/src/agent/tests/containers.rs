@@ -1,10 +1,7 @@
-//! The container requests and stdio streams: wire forms against fake agents, and a
-//! container run end to end against the real handler.
+//! The container requests and stdio streams: wire forms against fake agents.
 
 use super::*;
 use serde_json::json;
-use std::net::Shutdown;
-use std::sync::Arc;
 
 /// A fake that answers each request with `answer(body)` until the client leaves.
 fn answering(answer: fn(RequestBody) -> Result<ResponseBody, AgentError>) -> Fake {
@@ -172,62 +169,4 @@ fn a_stream_hello_is_sent_and_a_refusal_reported() {
         "{err}"
     );
     fake.join();
-}
-
-/// The real handler behind a listener serving `connections` connections.
-fn real_agent_for(connections: usize) -> (PathBuf, JoinHandle<()>) {
-    let path = socket_path();
-    let listener = UnixListener::bind(&path).unwrap();
-    let ctx = Arc::new(Context::new(|| {}).with_log(ConsoleLog::new(
-        Box::new(std::io::sink()),
-        TokenBucket::console(Instant::now()),
-    )));
-    let thread = std::thread::spawn(move || {
-        for _ in 0..connections {
-            let (mut stream, _) = listener.accept().unwrap();
-            assert_eq!(read_connect(&mut stream), AGENT_PORT);
-            stream.write_all(b"OK 1073741824\n").unwrap();
-            let ctx = Arc::clone(&ctx);
-            std::thread::spawn(move || handle_connection(stream, &ctx));
-        }
-    });
-    (path, thread)
-}
-
-/// Needs root and a static `/bin/busybox`, like the agent's container tests.
-#[test]
-fn a_container_runs_end_to_end_through_the_client() {
-    let rootfs = std::env::temp_dir().join(format!("husk-client-rootfs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&rootfs);
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/sh"))
-        .expect("this test needs a static /bin/busybox (apt-get install busybox-static)");
-    let (path, listener) = real_agent_for(4);
-    let mut client = AgentClient::connect(&path, AGENT_PORT, Timeouts::default()).unwrap();
-    let spec = json!({"process": {"args": ["sh", "-c", "read x; echo \"[$x]\"; exit 4"]}});
-    let pid = client
-        .create_container("e2e", spec, rootfs.to_str().unwrap())
-        .unwrap();
-    let open = |stream| {
-        let target = StreamTarget {
-            container_id: "e2e",
-            exec_id: None,
-            stream,
-        };
-        open_stream(&path, AGENT_PORT, target, Duration::from_secs(5)).unwrap()
-    };
-    let mut stdin = open(StdioStream::Stdin);
-    let mut stdout = open(StdioStream::Stdout);
-    let mut waiter = AgentClient::connect(&path, AGENT_PORT, Timeouts::default()).unwrap();
-    listener.join().unwrap();
-    assert_eq!(client.start_container("e2e").unwrap(), pid);
-    stdin.write_all(b"hi\n").unwrap();
-    stdin.shutdown(Shutdown::Write).unwrap();
-    let mut out = String::new();
-    stdout.read_to_string(&mut out).unwrap();
-    assert_eq!(out, "[hi]\n");
-    let status = waiter.wait("e2e", None, None).unwrap();
-    assert_eq!(status.exit_code, Some(4));
-    let _ = std::fs::remove_dir_all(&rootfs);
-    let _ = std::fs::remove_file(&path);
 }

@@ -11,7 +11,7 @@ use crate::sandbox::namespaces::{for_guest, SandboxPids};
 use crate::sandbox::share::{plan_binds, GUEST_SHARE};
 use crate::sandbox::vm::VmPlan;
 use crate::state::{ContainerState, Status, Store};
-use husk_agent::server::log::error_chain;
+use husk_protocol::error_chain;
 
 /// Creates container `state.id` in the VM of pod sandbox `sandbox`: mounts its root
 /// file system and binds into the pod's share, rewrites its spec for the guest and

@@ -6,7 +6,7 @@
 //! container's own mounts cannot serve: a bind cannot be made from another mount
 //! namespace.
 
-use husk_agent::mounts::POD_SHM;
+use husk_protocol::console::POD_SHM;
 use serde_json::{json, Value};
 
 const SHM: &str = "/dev/shm";

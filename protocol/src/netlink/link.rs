@@ -2,7 +2,7 @@
 //! namespace) and set them (the agent, in the guest).
 
 use super::{Netlink, NetlinkError};
-use crate::protocol::network::{IpNet, RouteConfig};
+use crate::network::{IpNet, RouteConfig};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -43,25 +43,6 @@ pub struct Route {
     pub metric: Option<u32>,
     /// Added by the kernel for an address (a connected route).
     pub kernel: bool,
-}
-
-/// Formats a MAC address as `xx:xx:xx:xx:xx:xx`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `xx:xx:xx:xx:xx:xx` (two hex digits a byte).
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut out {
-        let part = parts.next().filter(|p| p.len() == 2)?;
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 fn family(addr: &IpAddr) -> AddressFamily {
