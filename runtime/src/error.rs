@@ -4,6 +4,9 @@
 //! the annotation) so that podman or containerd, which show the runtime's last error
 //! line, show the real cause.
 
+use crate::agent::ClientError;
+use crate::sandbox::SandboxError;
+use husk_protocol::ErrorCode;
 use std::path::PathBuf;
 
 /// Everything a `husk` command can fail with.
@@ -69,7 +72,7 @@ pub enum RuntimeError {
         source: serde_json::Error,
     },
     /// A file-system or system-call operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What husk was doing, with the path.
         context: String,
@@ -77,18 +80,74 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// Something husk hands another process could not be encoded.
+    #[error("cannot encode {what}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The feature is recognised but not available in this version of husk.
     #[error("not supported yet: {0}")]
     NotSupported(String),
-    /// The sandbox part that would carry this out is not written yet.
-    #[error("not implemented yet: {0}")]
-    NotImplemented(String),
     /// An OCI hook is invalid or failed (create and start phases).
-    #[error("hook: {0}")]
+    #[error("hook")]
     Hook(#[from] crate::hooks::HookError),
-    /// The sandbox process or the VM failed.
+    /// The agent in the container's VM could not be reached, or refused or failed
+    /// the request.
+    #[error("cannot {action} container \"{container}\"")]
+    Agent {
+        /// What was asked (`start`, `kill`, ...).
+        action: &'static str,
+        /// The container.
+        container: String,
+        /// The client's error, with the guest's last words when it did not answer.
+        #[source]
+        source: Box<AgentFailure>,
+    },
+    /// The sandbox (its process, the VM, virtiofsd, the network) failed in this
+    /// process.
+    #[error("sandbox")]
+    Sandbox(#[from] SandboxError),
+    /// The sandbox process (or a relay process) reported a failure: its own error
+    /// chain, as text, since it crosses a process boundary.
     #[error("sandbox: {0}")]
-    Sandbox(String),
+    SandboxReport(String),
+    /// The pod's member directory could not be set up or taken down.
+    #[error("the pod's share")]
+    PodShare(#[source] crate::sandbox::pod::share::PodShareError),
+    /// The container's network could not be taken out of the VM's reach.
+    #[error("the container's network")]
+    Network(#[source] crate::network::NetworkError),
+    /// A killed process did not go away.
+    #[error("process {pid} did not die within {waited:?} of SIGKILL")]
+    NotDead {
+        /// The process.
+        pid: i32,
+        /// How long husk waited.
+        waited: std::time::Duration,
+    },
+}
+
+/// What kind of failure a [`RuntimeError`] is: the one classification that the CLI
+/// (its message) and the shim (its ttrpc code) both follow, so that every verb
+/// reports a wrong state, a bad argument or an agent failure alike in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such container (or process).
+    NotFound,
+    /// It exists already.
+    AlreadyExists,
+    /// The request, the bundle or the configuration is wrong.
+    InvalidArgument,
+    /// The container is not in a state that allows the request.
+    InvalidState,
+    /// husk does not support what was asked.
+    NotSupported,
+    /// Anything else: the host, the sandbox or the guest failed.
+    Internal,
 }
 
 impl RuntimeError {
@@ -98,6 +157,93 @@ impl RuntimeError {
             context: context.into(),
             source,
         }
+    }
+
+    /// An [`RuntimeError::Agent`] for `action` on `container`.
+    pub fn agent(action: &'static str, container: &str, cause: ClientError) -> Self {
+        RuntimeError::Agent {
+            action,
+            container: container.to_string(),
+            source: Box::new(AgentFailure {
+                cause,
+                last_words: String::new(),
+            }),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RuntimeError::NotFound(_) => ErrorKind::NotFound,
+            RuntimeError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            RuntimeError::InvalidId(_)
+            | RuntimeError::MalformedConfig { .. }
+            | RuntimeError::InvalidBundle { .. }
+            | RuntimeError::InvalidArgument(_)
+            | RuntimeError::InvalidAnnotation { .. }
+            | RuntimeError::Hook(
+                crate::hooks::HookError::RelativePath { .. }
+                | crate::hooks::HookError::BadTimeout { .. },
+            ) => ErrorKind::InvalidArgument,
+            RuntimeError::InvalidState(_) => ErrorKind::InvalidState,
+            RuntimeError::NotSupported(_) => ErrorKind::NotSupported,
+            RuntimeError::Agent { source, .. } => source.kind(),
+            RuntimeError::Config { .. }
+            | RuntimeError::CorruptState { .. }
+            | RuntimeError::Io { .. }
+            | RuntimeError::Encode { .. }
+            | RuntimeError::Hook(_)
+            | RuntimeError::Sandbox(_)
+            | RuntimeError::SandboxReport(_)
+            | RuntimeError::PodShare(_)
+            | RuntimeError::Network(_)
+            | RuntimeError::NotDead { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// An agent client's failure, and what the guest console and the sandbox log said
+/// last when the agent did not answer at all.
+#[derive(Debug)]
+pub struct AgentFailure {
+    /// The client's error.
+    pub cause: ClientError,
+    /// `; guest console, last lines: ...` and the like (bounded, printable), or empty.
+    pub last_words: String,
+}
+
+impl AgentFailure {
+    /// The kind of failure: an agent's refusal keeps its code (a paused container is
+    /// an invalid state, an unsupported field is not supported); a guest that cannot
+    /// be reached or answers garbage is an internal failure.
+    pub fn kind(&self) -> ErrorKind {
+        let (ClientError::Agent(e) | ClientError::Refused(e)) = &self.cause else {
+            return ErrorKind::Internal;
+        };
+        match e.code {
+            ErrorCode::NotFound => ErrorKind::NotFound,
+            ErrorCode::AlreadyExists => ErrorKind::AlreadyExists,
+            ErrorCode::InvalidArgument => ErrorKind::InvalidArgument,
+            ErrorCode::FailedPrecondition => ErrorKind::InvalidState,
+            ErrorCode::Unsupported => ErrorKind::NotSupported,
+            ErrorCode::Internal | ErrorCode::VersionMismatch | ErrorCode::Busy => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+// The cause's message, then the guest's last words; the chain goes on with the
+// cause's own source, so nothing is said twice.
+impl std::fmt::Display for AgentFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.cause, self.last_words)
+    }
+}
+
+impl std::error::Error for AgentFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.source()
     }
 }
 

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            logging.report_error(name, &e.to_string());
+            logging.report_error(name, &husk_protocol::error_chain(&e));
             ExitCode::from(1)
         }
     }

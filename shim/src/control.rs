@@ -11,6 +11,7 @@ use containerd_shim::protos::cgroups_v2::metrics::{
 use containerd_shim::protos::events::task::{TaskOOM, TaskPaused, TaskResumed};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
+use husk_protocol::error_chain;
 use husk_protocol::ContainerStats;
 use husk_runtime::commands;
 use husk_runtime::error::RuntimeError;
@@ -126,7 +127,7 @@ impl Service {
             });
             if let Err(e) = watched {
                 if task.status() != TaskStatus::Stopped {
-                    tracing::warn!("task {}: the OOM watch ended: {e}", task.id);
+                    tracing::warn!("task {}: the OOM watch ended: {}", task.id, error_chain(&e));
                 }
             }
         });

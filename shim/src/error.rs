@@ -3,8 +3,7 @@
 //! precondition, not implemented, ...) and a message naming the problem.
 
 use containerd_shim::protos::ttrpc::{self, Code};
-use husk_runtime::error::RuntimeError;
-use husk_runtime::hooks::HookError;
+use husk_runtime::error::{ErrorKind, RuntimeError};
 use std::path::PathBuf;
 
 /// Everything a Task API call can fail with.
@@ -107,26 +106,16 @@ impl ShimError {
     }
 }
 
-/// The ttrpc code of a runtime library error.
+/// The ttrpc code of a runtime library error: its [`ErrorKind`], the same
+/// classification the `husk` CLI reports by.
 fn runtime_code(e: &RuntimeError) -> Code {
-    match e {
-        RuntimeError::NotFound(_) => Code::NOT_FOUND,
-        RuntimeError::AlreadyExists(_) => Code::ALREADY_EXISTS,
-        RuntimeError::InvalidId(_)
-        | RuntimeError::MalformedConfig { .. }
-        | RuntimeError::InvalidBundle { .. }
-        | RuntimeError::InvalidArgument(_)
-        | RuntimeError::InvalidAnnotation { .. }
-        | RuntimeError::Hook(HookError::RelativePath { .. } | HookError::BadTimeout { .. }) => {
-            Code::INVALID_ARGUMENT
-        }
-        RuntimeError::InvalidState(_) => Code::FAILED_PRECONDITION,
-        RuntimeError::NotSupported(_) | RuntimeError::NotImplemented(_) => Code::UNIMPLEMENTED,
-        RuntimeError::Config { .. }
-        | RuntimeError::CorruptState { .. }
-        | RuntimeError::Io { .. }
-        | RuntimeError::Hook(_)
-        | RuntimeError::Sandbox(_) => Code::INTERNAL,
+    match e.kind() {
+        ErrorKind::NotFound => Code::NOT_FOUND,
+        ErrorKind::AlreadyExists => Code::ALREADY_EXISTS,
+        ErrorKind::InvalidArgument => Code::INVALID_ARGUMENT,
+        ErrorKind::InvalidState => Code::FAILED_PRECONDITION,
+        ErrorKind::NotSupported => Code::UNIMPLEMENTED,
+        ErrorKind::Internal => Code::INTERNAL,
     }
 }
 
@@ -175,7 +164,7 @@ mod tests {
                 RuntimeError::InvalidState("it has stopped".into()),
                 Code::FAILED_PRECONDITION,
             ),
-            (RuntimeError::Sandbox("boom".into()), Code::INTERNAL),
+            (RuntimeError::SandboxReport("boom".into()), Code::INTERNAL),
         ];
         for (e, code) in cases {
             let text = e.to_string();

@@ -8,6 +8,7 @@ use crate::hooks::{self, Phase};
 use crate::logging::now_rfc3339;
 use crate::sandbox::{self, CreateOptions};
 use crate::state::{validate_id, ContainerState, Status, Store};
+use husk_protocol::error_chain;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -106,11 +107,11 @@ pub fn create_from_bundle(
 /// Errors here are logged, not returned: the original error is the one to report.
 fn discard(store: &Store, state: &ContainerState) {
     if let Err(e) = sandbox::destroy(store, state) {
-        tracing::warn!("cleaning up {}: {e}", state.id);
+        tracing::warn!("cleaning up {}: {}", state.id, error_chain(&e));
     }
     hooks::run_logged(state, Phase::Poststop, Status::Stopped);
     if let Err(e) = store.remove(&state.id) {
-        tracing::warn!("cleaning up {}: {e}", state.id);
+        tracing::warn!("cleaning up {}: {}", state.id, error_chain(&e));
     }
 }
 

@@ -4,6 +4,7 @@ use crate::error::RuntimeError;
 use crate::hooks::{self, Phase};
 use crate::sandbox;
 use crate::state::{Status, Store};
+use husk_protocol::error_chain;
 
 /// Starts a created container's process; refused in any other state, as runc does.
 /// The `startContainer` hooks run first (a failure stops the container: its sandbox
@@ -32,7 +33,10 @@ pub fn start(store: &Store, id: &str) -> Result<(), RuntimeError> {
     }
     if let Err(e) = hooks::run(&state, Phase::StartContainer, Status::Created) {
         if let Err(d) = sandbox::destroy(store, &state) {
-            tracing::warn!("stopping {id} after its startContainer hook failed: {d}");
+            tracing::warn!(
+                "stopping {id} after its startContainer hook failed: {}",
+                error_chain(&d)
+            );
         }
         return Err(e.into());
     }

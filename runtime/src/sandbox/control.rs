@@ -1,12 +1,10 @@
 //! The commands' side of the container's cgroup in the guest: pause, resume,
 //! update, stats and OOM events, through the agent.
 
-use super::lifecycle::agent;
-use crate::agent::ClientError;
+use super::lifecycle::ask;
 use crate::error::RuntimeError;
 use crate::state::{ContainerState, Store};
-use husk_protocol::error_chain;
-use husk_protocol::{ContainerStats, ErrorCode};
+use husk_protocol::ContainerStats;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,39 +12,14 @@ use std::time::Duration;
 /// kill count of its cgroup once the container's process has exited.
 pub const OOM_KILLS_FILE: &str = "oom_kills";
 
-/// An agent failure as the runtime's error: a refusal of the agent keeps its kind
-/// (a paused container is an invalid state, an unsupported field is not supported).
-fn agent_err(what: &str, e: ClientError) -> RuntimeError {
-    match &e {
-        ClientError::Agent(a) => match a.code {
-            ErrorCode::FailedPrecondition => {
-                RuntimeError::InvalidState(format!("{what}: {}", a.message))
-            }
-            ErrorCode::InvalidArgument => {
-                RuntimeError::InvalidArgument(format!("{what}: {}", a.message))
-            }
-            ErrorCode::Unsupported => {
-                let message = a.message.trim_start_matches("not supported yet: ");
-                RuntimeError::NotSupported(format!("{what}: {message}"))
-            }
-            _ => RuntimeError::Sandbox(format!("{what}: {}", error_chain(&e))),
-        },
-        _ => RuntimeError::Sandbox(format!("{what}: {}", error_chain(&e))),
-    }
-}
-
 /// Freezes the container's processes; returns once the guest says they are frozen.
 pub fn pause(store: &Store, state: &ContainerState) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .pause(&state.id)
-        .map_err(|e| agent_err("pause", e))
+    ask(store, state, "pause", |a| a.pause(&state.id))
 }
 
 /// Thaws a paused container.
 pub fn resume(store: &Store, state: &ContainerState) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .resume(&state.id)
-        .map_err(|e| agent_err("resume", e))
+    ask(store, state, "resume", |a| a.resume(&state.id))
 }
 
 /// Changes the container's cgroup limits to those set in `resources` (OCI
@@ -56,16 +29,14 @@ pub fn update(
     state: &ContainerState,
     resources: serde_json::Value,
 ) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .update(&state.id, resources)
-        .map_err(|e| agent_err("update", e))
+    ask(store, state, "update", |a| a.update(&state.id, resources))
 }
 
 /// The container's usage, with its cgroup's figures.
 pub fn stats(store: &Store, state: &ContainerState) -> Result<ContainerStats, RuntimeError> {
-    agent(store, state)?
-        .stats(&state.id)
-        .map_err(|e| agent_err("stats", e))
+    ask(store, state, "read the statistics of", |a| {
+        a.stats(&state.id)
+    })
 }
 
 /// Watches for OOM kills in the container's guest: calls `on_event` with the
@@ -77,15 +48,12 @@ pub fn watch_oom(
     poll: Duration,
     mut on_event: impl FnMut(Option<&str>) -> bool,
 ) -> Result<(), RuntimeError> {
-    let mut client = agent(store, state)?;
-    loop {
-        let event = client
-            .oom_event(poll)
-            .map_err(|e| agent_err("oom_event", e))?;
+    ask(store, state, "watch the OOM events of", |client| loop {
+        let event = client.oom_event(poll)?;
         if !on_event(event.as_deref()) {
             return Ok(());
         }
-    }
+    })
 }
 
 /// Records the final OOM kill count of `stats` (if it has cgroup figures) in the

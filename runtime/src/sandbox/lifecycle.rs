@@ -8,7 +8,6 @@ use super::pod::{self, share::PodShare};
 use super::share::GUEST_SHARE;
 use super::timings::{monotonic_us, StartTimings, START_LINE};
 use super::vm::VmPlan;
-use super::SandboxError;
 use crate::agent::{AgentClient, ClientError, Timeouts};
 use crate::error::RuntimeError;
 use crate::state::{process_start_time, ProcessState};
@@ -83,10 +82,6 @@ pub struct ExecOptions {
     pub exec_id: Option<String>,
 }
 
-fn sandbox_err(e: SandboxError) -> RuntimeError {
-    RuntimeError::Sandbox(error_chain(&e))
-}
-
 fn timeouts(state: &ContainerState) -> Timeouts {
     Timeouts {
         connect: state.config.request_timeout,
@@ -94,28 +89,35 @@ fn timeouts(state: &ContainerState) -> Timeouts {
     }
 }
 
-pub(super) fn agent(store: &Store, state: &ContainerState) -> Result<AgentClient, RuntimeError> {
+/// Connects to the agent of `state`'s VM and asks it `request`, on behalf of
+/// `action` (`start`, `kill`, ...). Every failure is a [`RuntimeError::Agent`]; when
+/// the VM runs but its agent does not answer, it carries what the guest console and
+/// the sandbox log said last, the best lead.
+pub(crate) fn ask<T>(
+    store: &Store,
+    state: &ContainerState,
+    action: &'static str,
+    request: impl FnOnce(&mut AgentClient) -> Result<T, ClientError>,
+) -> Result<T, RuntimeError> {
     let dir = store.dir(state.vm_id());
     let vsock = VmPlan::vsock_path(&dir);
-    AgentClient::connect(&vsock, AGENT_PORT, timeouts(state)).map_err(|e| {
-        let mut msg = format!(
-            "cannot reach the agent of container \"{}\": {}",
-            state.id,
-            error_chain(&e)
-        );
-        if matches!(
-            e,
-            ClientError::ConnectRefused { .. }
-                | ClientError::Timeout { .. }
-                | ClientError::Closed { .. }
-        ) {
-            // The VM runs but its agent does not answer: what the guest and the VMM
-            // said last is the best lead.
-            msg.push_str(&log_tail(&dir.join("console.log"), "guest console"));
-            msg.push_str(&log_tail(&dir.join("sandbox.log"), "sandbox log"));
-        }
-        RuntimeError::Sandbox(msg)
-    })
+    AgentClient::connect(&vsock, AGENT_PORT, timeouts(state))
+        .and_then(|mut client| request(&mut client))
+        .map_err(|cause| {
+            let mut e = RuntimeError::agent(action, &state.id, cause);
+            if let RuntimeError::Agent { source, .. } = &mut e {
+                if matches!(
+                    source.cause,
+                    ClientError::ConnectRefused { .. }
+                        | ClientError::Timeout { .. }
+                        | ClientError::Closed { .. }
+                ) {
+                    source.last_words = log_tail(&dir.join("console.log"), "guest console")
+                        + &log_tail(&dir.join("sandbox.log"), "sandbox log");
+                }
+            }
+            e
+        })
 }
 
 /// Starts `husk <command> <args>` with `stdio` (or this process's own) and a report
@@ -178,8 +180,8 @@ fn await_report(
 ) -> Result<(Child, u32, Option<StartTimings>), RuntimeError> {
     let failure = match read_report(report, timeout) {
         Ok(Report::Up { guest_pid, timings }) => return Ok((child, guest_pid, timings)),
-        Ok(Report::Failed(msg)) => RuntimeError::Sandbox(msg),
-        Err(e) => sandbox_err(e),
+        Ok(Report::Failed(msg)) => RuntimeError::SandboxReport(msg),
+        Err(e) => RuntimeError::Sandbox(e),
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -201,8 +203,10 @@ pub fn create(
     }
     let dir = store.dir(&state.id);
     VmPlan::check_socket_paths(&dir).map_err(RuntimeError::InvalidArgument)?;
-    let mut spec = serde_json::to_value(spec)
-        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
+    let mut spec = serde_json::to_value(spec).map_err(|source| RuntimeError::Encode {
+        what: "the spec",
+        source,
+    })?;
     let binds = super::share::plan_binds(&mut spec, &state.bundle, GUEST_SHARE).map_err(|e| {
         RuntimeError::InvalidBundle {
             bundle: state.bundle.clone(),
@@ -241,14 +245,14 @@ pub fn create(
     };
     if role == pod::Role::Sandbox {
         let share = PodShare::of(&dir);
-        share
-            .create()
-            .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
+        share.create().map_err(RuntimeError::PodShare)?;
         plan.vm.pod_share = Some(share.dir().to_path_buf());
     }
     let plan_path = dir.join("sandbox.json");
-    let text = serde_json::to_vec_pretty(&plan)
-        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the sandbox plan: {e}")))?;
+    let text = serde_json::to_vec_pretty(&plan).map_err(|source| RuntimeError::Encode {
+        what: "the sandbox plan",
+        source,
+    })?;
     std::fs::write(&plan_path, text)
         .map_err(|e| RuntimeError::io(format!("write {}", plan_path.display()), e))?;
     let (child, report) = spawn_reporting(
@@ -294,9 +298,7 @@ pub(super) fn record_process(
 /// Lets the container's process run.
 pub fn start(store: &Store, state: &mut ContainerState) -> Result<(), RuntimeError> {
     let began = monotonic_us();
-    agent(store, state)?
-        .start_container(&state.id)
-        .map_err(|e| RuntimeError::Sandbox(format!("start: {}", error_chain(&e))))?;
+    ask(store, state, "start", |a| a.start_container(&state.id))?;
     let now = monotonic_us();
     tracing::debug!(
         "{START_LINE} in {:.1} ms (monotonic_ms={:.3})",
@@ -314,9 +316,7 @@ pub fn kill(
     signal: i32,
     _all: bool,
 ) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .signal(&state.id, None, signal)
-        .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
+    ask(store, state, "kill", |a| a.signal(&state.id, None, signal))
 }
 
 /// Runs another process in the container; its exit code when attached, 0 when
@@ -331,7 +331,7 @@ pub fn exec(
         if let Some(path) = &opts.pid_file {
             write_pid_file(path, std::process::id())?;
         }
-        return exec_relay::run(&plan, &mut Reporter::none()).map_err(sandbox_err);
+        return exec_relay::run(&plan, &mut Reporter::none()).map_err(RuntimeError::Sandbox);
     }
     let pid = spawn_exec_relay(state, &plan, opts)?;
     if let Some(path) = &opts.pid_file {
@@ -398,8 +398,10 @@ pub(super) fn spawn_relay(
     stdio: Option<&SandboxStdio>,
     request_timeout: Duration,
 ) -> Result<(Child, u32), RuntimeError> {
-    let json = serde_json::to_string(plan)
-        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the exec plan: {e}")))?;
+    let json = serde_json::to_string(plan).map_err(|source| RuntimeError::Encode {
+        what: "the exec plan",
+        source,
+    })?;
     let (child, report) = spawn_reporting(
         EXEC_COMMAND,
         &[],
@@ -419,9 +421,9 @@ pub fn kill_exec(
     exec_id: &str,
     signal: i32,
 ) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .signal(&state.id, Some(exec_id), signal)
-        .map_err(|e| RuntimeError::Sandbox(format!("kill: {}", error_chain(&e))))
+    ask(store, state, "signal a process of", |a| {
+        a.signal(&state.id, Some(exec_id), signal)
+    })
 }
 
 /// Sets the window size of the terminal of the container's process (`exec_id`:
@@ -433,9 +435,9 @@ pub fn resize_tty(
     rows: u16,
     cols: u16,
 ) -> Result<(), RuntimeError> {
-    agent(store, state)?
-        .resize_tty(&state.id, exec_id, rows, cols)
-        .map_err(|e| RuntimeError::Sandbox(format!("resize the terminal: {}", error_chain(&e))))
+    ask(store, state, "resize the terminal of", |a| {
+        a.resize_tty(&state.id, exec_id, rows, cols)
+    })
 }
 
 /// A number unlikely to repeat within one container.
@@ -447,9 +449,9 @@ fn unique() -> u128 {
 
 /// Guest PIDs of the container's processes.
 pub fn ps(store: &Store, state: &ContainerState) -> Result<Vec<u32>, RuntimeError> {
-    let pids = agent(store, state)?
-        .processes(&state.id)
-        .map_err(|e| RuntimeError::Sandbox(format!("ps: {}", error_chain(&e))))?;
+    let pids = ask(store, state, "list the processes of", |a| {
+        a.processes(&state.id)
+    })?;
     Ok(pids
         .into_iter()
         .filter_map(|p| u32::try_from(p).ok())
@@ -485,10 +487,9 @@ pub fn destroy(store: &Store, state: &ContainerState) -> Result<(), RuntimeError
     // A pod's member directory (its members' mounts went with their deletes).
     PodShare::of(&dir)
         .destroy()
-        .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
+        .map_err(RuntimeError::PodShare)?;
     // What a killed sandbox process could not undo on the veth (its tap went with it).
-    crate::network::detach(&dir)
-        .map_err(|e| RuntimeError::Sandbox(husk_protocol::error_chain(&e)))?;
+    crate::network::detach(&dir).map_err(RuntimeError::Network)?;
     Ok(())
 }
 
@@ -514,9 +515,10 @@ fn wait_gone(pid: i32) -> Result<(), RuntimeError> {
     let deadline = Instant::now() + KILL_WAIT;
     while let ProcessState::Alive { .. } = process_start_time(pid) {
         if Instant::now() >= deadline {
-            return Err(RuntimeError::Sandbox(format!(
-                "process {pid} did not die within {KILL_WAIT:?} of SIGKILL"
-            )));
+            return Err(RuntimeError::NotDead {
+                pid,
+                waited: KILL_WAIT,
+            });
         }
         // Not our child: nothing to wait on but its /proc entry.
         std::thread::sleep(Duration::from_millis(10));
@@ -528,9 +530,12 @@ fn wait_gone(pid: i32) -> Result<(), RuntimeError> {
 /// to exit; gives its exit code (128 + N for signal N).
 pub fn wait(_store: &Store, state: &ContainerState) -> Result<i32, RuntimeError> {
     use nix::sys::wait::{waitpid, WaitStatus};
-    let pid = state
-        .pid
-        .ok_or_else(|| RuntimeError::Sandbox("no sandbox process recorded".into()))?;
+    let pid = state.pid.ok_or_else(|| {
+        RuntimeError::InvalidState(format!(
+            "container \"{}\" has no sandbox process recorded",
+            state.id
+        ))
+    })?;
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),

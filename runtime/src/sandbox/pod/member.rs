@@ -6,7 +6,7 @@ use super::share::{PodShare, DIR_NAME};
 use super::Role;
 use crate::error::RuntimeError;
 use crate::sandbox::exec::{ExecPlan, RelayTask};
-use crate::sandbox::lifecycle::{agent, record_process, spawn_relay, CreateOptions};
+use crate::sandbox::lifecycle::{ask, record_process, spawn_relay, CreateOptions};
 use crate::sandbox::namespaces::{for_guest, SandboxPids};
 use crate::sandbox::share::{plan_binds, GUEST_SHARE};
 use crate::sandbox::vm::VmPlan;
@@ -52,8 +52,10 @@ pub fn create(
         bundle: state.bundle.clone(),
         message,
     };
-    let mut spec = serde_json::to_value(spec)
-        .map_err(|e| RuntimeError::Sandbox(format!("cannot encode the spec: {e}")))?;
+    let mut spec = serde_json::to_value(spec).map_err(|source| RuntimeError::Encode {
+        what: "the spec",
+        source,
+    })?;
     let guest_dir = format!("{GUEST_SHARE}/{DIR_NAME}/{id}");
     let binds = plan_binds(&mut spec, &state.bundle, &guest_dir)
         .map_err(|e| bad_bundle(error_chain(&e)))?;
@@ -67,7 +69,7 @@ pub fn create(
     let share = PodShare::of(&store.dir(sandbox));
     share
         .add(&id, &state.rootfs, &binds)
-        .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))?;
+        .map_err(RuntimeError::PodShare)?;
     let plan = ExecPlan {
         vsock: VmPlan::vsock_path(&store.dir(sandbox)),
         container_id: id.clone(),
@@ -109,16 +111,17 @@ pub fn destroy(store: &Store, state: &ContainerState, sandbox: &str) -> Result<(
         })
         .unwrap_or(false);
     if vm_up && state.guest_pid.is_some() {
-        let removed = agent(store, state).and_then(|mut a| {
-            a.remove_container(&state.id)
-                .map_err(|e| RuntimeError::Sandbox(error_chain(&e)))
-        });
+        let removed = ask(store, state, "remove", |a| a.remove_container(&state.id));
         if let Err(e) = removed {
             // Whatever is left ends with the pod's VM.
-            tracing::warn!("removing container {} from its pod's VM: {e}", state.id);
+            tracing::warn!(
+                "removing container {} from its pod's VM: {}",
+                state.id,
+                error_chain(&e)
+            );
         }
     }
     PodShare::of(&store.dir(sandbox))
         .remove(&state.id)
-        .map_err(|e| RuntimeError::Sandbox(format!("the pod's share: {}", error_chain(&e))))
+        .map_err(RuntimeError::PodShare)
 }
