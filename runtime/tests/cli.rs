@@ -454,3 +454,47 @@ fn an_agent_that_does_not_answer_is_reported_with_the_guests_last_words() {
     stand_in.kill().unwrap();
     stand_in.wait().unwrap();
 }
+
+/// Every verb that asks the agent says which verb failed on which container, then
+/// why, once (the error chain), and exits 1; the shim sends the same error with the
+/// code of its kind.
+#[test]
+fn every_verb_names_itself_when_the_agent_cannot_be_reached() {
+    let env = Env::new();
+    let mut stand_in = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = stand_in.id() as i32;
+    let ProcessState::Alive { start_time } = process_start_time(pid) else {
+        panic!()
+    };
+    for (args, status, action) in [
+        (&["start", "c1"][..], Status::Created, "start"),
+        (&["kill", "c1", "TERM"][..], Status::Running, "kill"),
+        (&["pause", "c1"][..], Status::Running, "pause"),
+        (&["resume", "c1"][..], Status::Paused, "resume"),
+        (
+            &["update", "--pids-limit", "5", "c1"][..],
+            Status::Running,
+            "update",
+        ),
+        (&["ps", "c1"][..], Status::Running, "list the processes of"),
+        (
+            &["events", "--stats", "c1"][..],
+            Status::Running,
+            "read the statistics of",
+        ),
+    ] {
+        env.put("c1", status, Some(pid), Some(start_time));
+        let out = env.husk(args);
+        let socket = env.root().join("c1/vsock.sock");
+        assert_fails(
+            &out,
+            &format!(
+                "cannot {action} container \"c1\": agent socket {} does not exist",
+                socket.display()
+            ),
+        );
+        Store::open(env.root()).unwrap().remove("c1").unwrap();
+    }
+    stand_in.kill().unwrap();
+    stand_in.wait().unwrap();
+}

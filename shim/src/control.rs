@@ -13,7 +13,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use husk_protocol::error_chain;
 use husk_protocol::ContainerStats;
-use husk_runtime::commands;
+use husk_runtime::container;
 use husk_runtime::error::RuntimeError;
 use husk_runtime::sandbox;
 use std::sync::atomic::Ordering;
@@ -34,7 +34,7 @@ impl Service {
                 "cannot pause task \"{id}\": it is not running"
             )));
         }
-        commands::pause::pause(&self.store()?, id)?;
+        container::pause::pause(&self.store()?, id)?;
         task.paused.store(true, Ordering::SeqCst);
         self.events().send(TaskEvent::Paused(TaskPaused {
             container_id: id.to_string(),
@@ -51,7 +51,7 @@ impl Service {
                 "cannot resume task \"{id}\": it is not paused"
             )));
         }
-        commands::pause::resume(&self.store()?, id)?;
+        container::pause::resume(&self.store()?, id)?;
         task.paused.store(false, Ordering::SeqCst);
         self.events().send(TaskEvent::Resumed(TaskResumed {
             container_id: id.to_string(),
@@ -72,7 +72,7 @@ impl Service {
                 "the update's resources are not the JSON of linux.resources: {e}"
             ))
         })?;
-        Ok(commands::update::apply(&self.store()?, id, resources)?)
+        Ok(container::update::apply(&self.store()?, id, resources)?)
     }
 
     /// The task's cgroup figures as containerd's cgroup v2 `Metrics`, in an Any.

@@ -180,4 +180,42 @@ mod tests {
         assert_eq!(code, Code::NOT_FOUND);
         assert!(msg.contains("c1"), "{msg}");
     }
+
+    /// Every verb's agent failure reaches containerd by the agent's own answer, the
+    /// same kind the CLI reports (`husk_runtime::error::ErrorKind`).
+    #[test]
+    fn agent_failures_keep_the_agents_kind_for_every_verb() {
+        use husk_protocol::{AgentError, ErrorCode};
+        use husk_runtime::agent::ClientError;
+        let refusal = |code| ClientError::Agent(AgentError::new(code, "no"));
+        for action in [
+            "start",
+            "kill",
+            "pause",
+            "resume",
+            "update",
+            "list the processes of",
+        ] {
+            let cases = [
+                (
+                    refusal(ErrorCode::FailedPrecondition),
+                    Code::FAILED_PRECONDITION,
+                ),
+                (refusal(ErrorCode::InvalidArgument), Code::INVALID_ARGUMENT),
+                (refusal(ErrorCode::Unsupported), Code::UNIMPLEMENTED),
+                (refusal(ErrorCode::NotFound), Code::NOT_FOUND),
+                (refusal(ErrorCode::Internal), Code::INTERNAL),
+                (ClientError::ConnectRefused { port: 1024 }, Code::INTERNAL),
+            ];
+            for (cause, code) in cases {
+                let e = RuntimeError::agent(action, "c1", cause);
+                let (got, msg) = status(ShimError::Runtime(e));
+                assert_eq!(got, code, "{action}: {msg}");
+                assert!(
+                    msg.starts_with(&format!("cannot {action} container \"c1\": ")),
+                    "{msg}"
+                );
+            }
+        }
+    }
 }

@@ -12,11 +12,9 @@ use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::ExitSignal;
-use husk_runtime::commands;
+use husk_runtime::container::{self, CreateOptions, Signal, Stdio};
 use husk_runtime::error::RuntimeError;
-use husk_runtime::sandbox::CreateOptions;
 use husk_runtime::state::Store;
-use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -146,17 +144,17 @@ impl Service {
         let store = self.store()?;
         let tty = TerminalSetup::new(terminal, store.root())?;
         let opts = CreateOptions {
-            stdio: Some(sandbox),
+            bundle: p.bundle.clone(),
+            stdio: Stdio::Given(sandbox),
             console_socket: tty.console_socket(),
             ..Default::default()
         };
         // Before the sandbox exists, so that its exit cannot be missed.
         let subscription = monitor_subscribe(Topic::Pid)
             .map_err(|e| ShimError::Internal(format!("cannot watch for exits: {e}")))?;
-        let created = commands::create::create_from_bundle(&store, &p.id, &p.bundle, &opts, false);
-        // The shim's copies of the fifos go now: the engine sees end of file when the
-        // sandbox process exits.
-        drop(opts);
+        // The shim's copies of the fifos go with `opts`, once create returns: the
+        // engine sees end of file when the sandbox process exits.
+        let created = container::create::create(&store, &p.id, opts);
         let state = match created {
             Ok(state) => state,
             Err(e) => {
@@ -166,7 +164,7 @@ impl Service {
         };
         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let output_done = tty.relay().inspect_err(|_| {
-            let _ = commands::delete::delete(&store, &p.id, true);
+            let _ = container::delete::delete(&store, &p.id, true);
         })?;
         let exit = Arc::new(ExitCell::default());
         if let Err(e) = watch_exit(
@@ -179,7 +177,7 @@ impl Service {
             output_done,
         ) {
             // Nobody would see it exit: do not leave it running.
-            let _ = commands::delete::delete(&store, &p.id, true);
+            let _ = container::delete::delete(&store, &p.id, true);
             return Err(ShimError::Internal(format!(
                 "cannot start the exit watcher of task \"{}\": {e}",
                 p.id
@@ -227,7 +225,7 @@ impl Service {
                 "cannot start task \"{id}\": it has stopped"
             )));
         }
-        commands::start::start(&self.store()?, id)?;
+        container::start::start(&self.store()?, id)?;
         task.started.store(true, Ordering::SeqCst);
         self.watch_oom(&task);
         self.events.send(TaskEvent::Start(TaskStart {
@@ -245,19 +243,20 @@ impl Service {
         if task.status() == TaskStatus::Stopped {
             return Err(ShimError::Finished(id.to_string()));
         }
-        let sent = commands::kill::kill(&self.store()?, id, &signal.to_string(), all);
+        let signal = Signal::try_from(signal)?;
+        let sent = container::kill::kill(&self.store()?, id, signal, all);
         match sent {
             // It exited while the signal was on its way.
             Err(RuntimeError::InvalidState(_)) => Err(ShimError::Finished(id.to_string())),
-            Err(e) if signal == Signal::SIGKILL as u32 => {
+            Err(e) if signal == Signal::KILL => {
                 tracing::warn!("task {id}: {e}; killing its sandbox process instead");
                 let pid = nix::unistd::Pid::from_raw(task.pid as i32);
-                match nix::sys::signal::kill(pid, Signal::SIGKILL) {
+                match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
                     Err(_) => Err(e.into()),
                 }
             }
-            Ok(()) if signal == Signal::SIGKILL as u32 => {
+            Ok(()) if signal == Signal::KILL => {
                 // A paused task is thawed by the agent after a SIGKILL.
                 task.paused.store(false, Ordering::SeqCst);
                 Ok(())
@@ -275,7 +274,7 @@ impl Service {
                 "cannot delete task \"{id}\": it is running"
             )));
         }
-        commands::delete::delete(&self.store()?, id, true)?;
+        container::delete::delete(&self.store()?, id, true)?;
         let exited = task
             .exit
             .wait(Some(DELETE_WAIT))
@@ -331,9 +330,7 @@ impl Service {
         if task.status() == TaskStatus::Stopped {
             return Ok(Vec::new());
         }
-        let store = self.store()?;
-        let state = store.load(id)?;
-        Ok(husk_runtime::sandbox::ps(&store, &state)?)
+        Ok(container::ps::ps(&self.store()?, id)?)
     }
 
     /// Shutdown: the shim exits once it holds no task.

@@ -10,7 +10,7 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts};
-use husk_runtime::commands;
+use husk_runtime::container;
 use husk_runtime::sandbox::pod;
 use husk_runtime::state::Store;
 use std::path::PathBuf;
@@ -116,7 +116,7 @@ impl containerd_shim::Shim for HuskShim {
         let store = Store::open(store_root(&self.namespace)).map_err(shim_error)?;
         // Kills the sandbox process (and virtiofsd) if they are still there, and
         // removes the state; an unknown id is fine.
-        commands::delete::delete(&store, &self.id, true).map_err(shim_error)?;
+        container::delete::delete(&store, &self.id, true).map_err(shim_error)?;
         rootfs::unmount_all(&rootfs::target(&self.bundle)).map_err(shim_error)?;
         Ok(DeleteResponse {
             exit_status: KILLED_STATUS,

@@ -1,37 +1,20 @@
-//! `husk exec`: the OCI `process` to run, from `--process` or from the arguments.
+//! `husk exec`: the OCI `process` to run, from `--process` or from the arguments,
+//! run through [`crate::container::exec`].
 
-use super::state::observe;
 use crate::bundle::{load_spec, CONFIG_FILE};
 use crate::cli::ExecArgs;
+use crate::container::{self, ExecOptions};
 use crate::error::RuntimeError;
-use crate::sandbox::{self, ExecOptions};
-use crate::state::{Status, Store};
+use crate::state::Store;
 use serde_json::{json, Map, Value};
 
 /// Runs another process in a running container; gives its exit status (0 with
 /// `--detach`).
 pub fn exec(store: &Store, args: &ExecArgs) -> Result<i32, RuntimeError> {
-    let (state, status) = observe(store, &args.id)?;
-    match status {
-        Status::Running => {}
-        // The agent refuses too: the process would join the frozen cgroup, so
-        // --ignore-paused cannot be honoured.
-        Status::Paused => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot exec in paused container \"{}\": resume it first",
-                args.id
-            )))
-        }
-        other => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot exec in container \"{}\": it is {other}, not running",
-                args.id
-            )))
-        }
-    }
     let process = match &args.process {
         Some(path) => read_process_file(path)?,
         None => {
+            let (state, _) = container::state::observe(store, &args.id)?;
             let spec = load_spec(&state.bundle.join(CONFIG_FILE))?;
             let base = serde_json::to_value(spec.process()).map_err(|e| {
                 RuntimeError::io("read the container's process", std::io::Error::other(e))
@@ -53,7 +36,7 @@ pub fn exec(store: &Store, args: &ExecArgs) -> Result<i32, RuntimeError> {
         stdio: None,
         exec_id: None,
     };
-    sandbox::exec(store, &state, &opts)
+    container::exec::exec(store, &args.id, &opts)
 }
 
 /// Reads a `--process` file: a JSON object with non-empty `args`, used as is.

@@ -1,7 +1,7 @@
 //! `husk list`.
 
-use super::state::observe;
 use crate::cli::OutputFormat;
+use crate::container;
 use crate::error::RuntimeError;
 use crate::state::{Status, Store};
 use std::fmt::Write as _;
@@ -9,15 +9,7 @@ use std::fmt::Write as _;
 /// Prints the containers: runc's table (ID PID STATUS BUNDLE CREATED OWNER), a JSON
 /// array of OCI states, or (`--quiet`) ids only.
 pub fn list(store: &Store, format: OutputFormat, quiet: bool) -> Result<(), RuntimeError> {
-    let mut rows = Vec::new();
-    for state in store.list()? {
-        // Deleted between listing and reading: skip it.
-        match observe(store, &state.id) {
-            Ok(row) => rows.push(row),
-            Err(RuntimeError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let rows = container::state::list(store)?;
     if quiet {
         for (state, _) in &rows {
             println!("{}", state.id);

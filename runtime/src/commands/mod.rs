@@ -1,21 +1,21 @@
-//! One module per command, as runc's verbs; [`dispatch`] runs the parsed command line.
+//! The `husk` command line over the runtime library ([`crate::container`]): each
+//! command's arguments turned into the library's typed options, and its result
+//! printed. Commands with more to convert or print have a module; [`dispatch`] runs
+//! the parsed command line.
 
 pub mod check;
 pub mod create;
-pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
-pub mod kill;
 pub mod list;
-pub mod pause;
 pub mod ps;
 pub mod spec;
-pub mod start;
 pub mod state;
 pub mod update;
 
 use crate::cli::{Cli, Command};
+use crate::container::{self, Signal};
 use crate::error::RuntimeError;
 use crate::state::Store;
 
@@ -56,21 +56,24 @@ pub fn dispatch(cli: &Cli) -> Result<i32, RuntimeError> {
     let store = || Store::open(&cli.global.root);
     match &cli.command {
         Command::Create(a) => {
-            create::create(&store()?, &a.id, &a.opts, cli.global.systemd_cgroup).map(|_| 0)
+            create::create(&store()?, &a.id, &a.opts, cli.global.systemd_cgroup).map(|()| 0)
         }
-        Command::Start(a) => start::start(&store()?, &a.id).map(|()| 0),
+        Command::Start(a) => container::start::start(&store()?, &a.id).map(|()| 0),
         Command::Run(a) => create::run(&store()?, a, cli.global.systemd_cgroup),
         Command::State(a) => state::state(&store()?, &a.id).map(|()| 0),
-        Command::Kill(a) => kill::kill(&store()?, &a.id, &a.signal, a.all).map(|()| 0),
-        Command::Delete(a) => delete::delete(&store()?, &a.id, a.force).map(|()| 0),
+        Command::Kill(a) => {
+            let signal: Signal = a.signal.parse()?;
+            container::kill::kill(&store()?, &a.id, signal, a.all).map(|()| 0)
+        }
+        Command::Delete(a) => container::delete::delete(&store()?, &a.id, a.force).map(|()| 0),
         Command::List(a) => list::list(&store()?, a.format, a.quiet).map(|()| 0),
         Command::Exec(a) => exec::exec(&store()?, a),
         Command::Ps(a) => ps::ps(&store()?, a).map(|()| 0),
         Command::Spec(a) => spec::spec(&a.bundle).map(|()| 0),
         Command::Features => features::features().map(|()| 0),
         Command::Check(a) => Ok(check::check(a.quiet)),
-        Command::Pause(a) => pause::pause(&store()?, &a.id).map(|()| 0),
-        Command::Resume(a) => pause::resume(&store()?, &a.id).map(|()| 0),
+        Command::Pause(a) => container::pause::pause(&store()?, &a.id).map(|()| 0),
+        Command::Resume(a) => container::pause::resume(&store()?, &a.id).map(|()| 0),
         Command::Events(a) => events::events(&store()?, a).map(|()| 0),
         Command::Update(a) => update::update(&store()?, a).map(|()| 0),
     }
@@ -87,14 +90,4 @@ fn check_rootless(value: Option<&str>) -> Result<(), RuntimeError> {
             "--rootless={other}: expected true, false or auto"
         ))),
     }
-}
-
-/// The user running husk, by name if it has one.
-pub fn owner() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
 }

@@ -1,32 +1,16 @@
 //! `husk update`: runc's flags (or `-r FILE`) to an OCI `linux.resources` object,
-//! applied by the agent to the container's cgroup in the guest.
+//! applied through [`crate::container::update`].
 
 use crate::cli::UpdateArgs;
+use crate::container;
 use crate::error::RuntimeError;
-use crate::sandbox;
-use crate::state::{Status, Store};
+use crate::state::Store;
 use serde_json::{json, Map, Value};
 use std::io::Read;
 
 /// Changes a running, created or paused container's limits.
 pub fn update(store: &Store, args: &UpdateArgs) -> Result<(), RuntimeError> {
-    apply(store, &args.id, resources(args)?)
-}
-
-/// Changes container `id`'s limits to those set in `resources` (OCI
-/// `linux.resources`; the shim's Update too).
-pub fn apply(store: &Store, id: &str, resources: Value) -> Result<(), RuntimeError> {
-    let _lock = store.lock(id)?;
-    let state = store.load(id)?;
-    match state.observed_status() {
-        Status::Running | Status::Created | Status::Paused => {}
-        Status::Stopped | Status::Creating => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot update container \"{id}\": container not running"
-            )))
-        }
-    }
-    sandbox::update(store, &state, resources)
+    container::update::apply(store, &args.id, resources(args)?)
 }
 
 /// The `linux.resources` object the command line asks for.

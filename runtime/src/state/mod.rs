@@ -8,7 +8,7 @@ mod id;
 mod liveness;
 mod store;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use id::validate_id;
 pub use liveness::{process_start_time, ProcessState};
@@ -48,6 +48,47 @@ impl Status {
             Status::Stopped => "stopped",
             Status::Paused => "paused",
         }
+    }
+}
+
+impl Status {
+    /// `start` applies: the container is created and waits for it.
+    pub fn can_start(self) -> bool {
+        self == Status::Created
+    }
+
+    /// `kill` reaches the container's process: created, running, or paused (as with
+    /// runc, SIGKILL reaches a paused container; other signals wait for `resume`).
+    pub fn can_kill(self) -> bool {
+        self.has_sandbox()
+    }
+
+    /// `pause` applies: only a running container (husk's state would not remember
+    /// that a paused created one still waits for `start`).
+    pub fn can_pause(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `resume` applies: the container is paused.
+    pub fn can_resume(self) -> bool {
+        self == Status::Paused
+    }
+
+    /// `exec` applies: the container runs (a paused one's cgroup is frozen, so the
+    /// new process could not run).
+    pub fn can_exec(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `delete` applies: a running or paused container needs `force`.
+    pub fn can_delete(self, force: bool) -> bool {
+        force || !matches!(self, Status::Running | Status::Paused)
+    }
+
+    /// The container's VM is up and its agent can be asked (`update`, `ps`,
+    /// `events`): created, running or paused.
+    pub fn has_sandbox(self) -> bool {
+        matches!(self, Status::Created | Status::Running | Status::Paused)
     }
 }
 

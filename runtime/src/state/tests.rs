@@ -4,7 +4,7 @@ use crate::error::RuntimeError;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-fn sample(id: &str) -> ContainerState {
+pub(crate) fn sample(id: &str) -> ContainerState {
     ContainerState {
         id: id.into(),
         bundle: "/bundle".into(),
@@ -33,7 +33,7 @@ fn sample(id: &str) -> ContainerState {
     }
 }
 
-fn store() -> (tempfile::TempDir, Store) {
+pub(crate) fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("root")).unwrap();
     (dir, store)
@@ -246,4 +246,24 @@ fn oci_json_has_runc_fields() {
     assert_eq!(state.to_oci_json(Status::Stopped)["pid"], 0);
     let json = serde_json::to_string(&Status::Creating).unwrap();
     assert_eq!(json, "\"creating\"");
+}
+
+#[test]
+fn each_verb_applies_in_the_states_runc_allows() {
+    use Status::*;
+    let all = [Creating, Created, Running, Paused, Stopped];
+    let allowed = |pred: fn(Status) -> bool| -> Vec<Status> {
+        all.iter().copied().filter(|s| pred(*s)).collect()
+    };
+    assert_eq!(allowed(Status::can_start), [Created]);
+    assert_eq!(allowed(Status::can_kill), [Created, Running, Paused]);
+    assert_eq!(allowed(Status::can_pause), [Running]);
+    assert_eq!(allowed(Status::can_resume), [Paused]);
+    assert_eq!(allowed(Status::can_exec), [Running]);
+    assert_eq!(allowed(Status::has_sandbox), [Created, Running, Paused]);
+    assert_eq!(
+        allowed(|s| s.can_delete(false)),
+        [Creating, Created, Stopped]
+    );
+    assert_eq!(allowed(|s| s.can_delete(true)), all);
 }

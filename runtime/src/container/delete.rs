@@ -1,4 +1,4 @@
-//! `husk delete`.
+//! `delete`: the sandbox and the state go.
 
 use crate::error::RuntimeError;
 use crate::hooks::{self, Phase};
@@ -20,14 +20,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), RuntimeError> 
         other => other?,
     };
     // Holding the lock exclusively: a `creating` state's creator is gone.
-    match state.observed_status() {
-        Status::Running | Status::Paused if !force => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot delete container {id} that is not stopped: {}",
-                state.observed_status()
-            )))
-        }
-        _ => {}
+    let status = state.observed_status();
+    if !status.can_delete(force) {
+        return Err(RuntimeError::InvalidState(format!(
+            "cannot delete container {id} that is not stopped: {status}"
+        )));
     }
     sandbox::destroy(store, &state)?;
     hooks::run_logged(&state, Phase::Poststop, Status::Stopped);

@@ -1,5 +1,5 @@
-//! `husk pause` and `husk resume`: the container's cgroup in the guest frozen and
-//! thawed; `state.json` says `paused` in between.
+//! `pause` and `resume`: the container's cgroup in the guest frozen and thawed;
+//! `state.json` says `paused` in between.
 
 use crate::error::RuntimeError;
 use crate::sandbox;
@@ -10,23 +10,16 @@ use crate::state::{Status, Store};
 pub fn pause(store: &Store, id: &str) -> Result<(), RuntimeError> {
     let _lock = store.lock(id)?;
     let mut state = store.load(id)?;
-    match state.observed_status() {
-        Status::Running => {}
-        Status::Created => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot pause container \"{id}\": it is created, not started (husk pauses running containers only)"
-            )))
-        }
-        Status::Paused => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot pause container \"{id}\": it is paused already"
-            )))
-        }
-        Status::Stopped | Status::Creating => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot pause container \"{id}\": container not running"
-            )))
-        }
+    let status = state.observed_status();
+    if !status.can_pause() {
+        let why = match status {
+            Status::Created => "it is created, not started (husk pauses running containers only)",
+            Status::Paused => "it is paused already",
+            _ => "container not running",
+        };
+        return Err(RuntimeError::InvalidState(format!(
+            "cannot pause container \"{id}\": {why}"
+        )));
     }
     sandbox::pause(store, &state)?;
     state.status = Status::Paused;
@@ -37,7 +30,7 @@ pub fn pause(store: &Store, id: &str) -> Result<(), RuntimeError> {
 pub fn resume(store: &Store, id: &str) -> Result<(), RuntimeError> {
     let _lock = store.lock(id)?;
     let mut state = store.load(id)?;
-    if state.observed_status() != Status::Paused {
+    if !state.observed_status().can_resume() {
         return Err(RuntimeError::InvalidState(format!(
             "cannot resume container \"{id}\": container not paused"
         )));

@@ -1,4 +1,4 @@
-//! `husk start`.
+//! `start`: the created container's process runs.
 
 use crate::error::RuntimeError;
 use crate::hooks::{self, Phase};
@@ -13,23 +13,16 @@ use husk_protocol::error_chain;
 pub fn start(store: &Store, id: &str) -> Result<(), RuntimeError> {
     let _lock = store.lock(id)?;
     let mut state = store.load(id)?;
-    match state.observed_status() {
-        Status::Created => {}
-        Status::Stopped => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot start container \"{id}\": it has stopped"
-            )))
-        }
-        Status::Running | Status::Paused => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot start container \"{id}\": it is already running"
-            )))
-        }
-        Status::Creating => {
-            return Err(RuntimeError::InvalidState(format!(
-                "cannot start container \"{id}\": its creation did not finish"
-            )))
-        }
+    let status = state.observed_status();
+    if !status.can_start() {
+        let why = match status {
+            Status::Stopped => "it has stopped",
+            Status::Creating => "its creation did not finish",
+            _ => "it is already running",
+        };
+        return Err(RuntimeError::InvalidState(format!(
+            "cannot start container \"{id}\": {why}"
+        )));
     }
     if let Err(e) = hooks::run(&state, Phase::StartContainer, Status::Created) {
         if let Err(d) = sandbox::destroy(store, &state) {
