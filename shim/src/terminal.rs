@@ -378,7 +378,7 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use husk_runtime::sandbox::pty::HostPty;
+    use husk_runtime::sandbox::process::pty::HostPty;
 
     #[test]
     fn the_master_arrives_over_the_console_socket() {

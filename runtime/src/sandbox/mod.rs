@@ -1,40 +1,36 @@
-//! The sandbox: the host process that owns a container's microVM, and the runtime
-//! commands' side of talking to it and to the agent inside.
+//! The sandbox: the host process that owns a container's microVM, and the library's
+//! side of starting it and talking to it and to the agent inside. The two sides run
+//! in different processes and live in two module trees; what one hands the other
+//! sits between them.
 //!
-//! | module | what it does |
-//! |---|---|
-//! | [`process`] | the sandbox process itself (`husk __sandbox`) |
-//! | [`vm`] | virtiofsd and the VM, in the sandbox process |
-//! | [`share`] | the virtio-fs share: the root file system and the spec's host binds, the spec's bind sources rewritten for the guest |
-//! | [`relay`] | stdio between host descriptors (or a host terminal) and the guest |
-//! | [`pty`] | the host terminal sent over `--console-socket` |
-//! | [`exec`] | `exec`, attached or through a detached relay process (`husk __exec`) |
-//! | [`lifecycle`] | the commands' side: `create` starts the sandbox process; `start`, `kill`, `ps`, `exec` reach the agent through the sandbox's vsock socket; `delete` tears down |
-//! | [`control`] | the container's cgroup in the guest: `pause`, `resume`, `update`, `stats`, OOM events |
-//! | [`plan`] | what a command hands the process it starts, and the report back |
-//! | [`pod`] | pods: a CRI sandbox's VM shared by the pod's containers |
-//! | [`console_log`] | the bounded guest console log |
-//! | [`timings`] | when the phases of a sandbox's start happen (logged by `husk --debug create`) |
+//! | module | runs in | what it does |
+//! |---|---|---|
+//! | [`client`] | the CLI, the shim | `lifecycle` (create starts the sandbox process; start, kill, ps, exec reach the agent through the sandbox's vsock socket; delete tears down), `control` (the guest cgroup: pause, resume, update, stats, OOM events), `pod` (a CRI pod's VM shared by its containers: roles, members, the pod's member directory) |
+//! | [`process`] | `husk __sandbox`, `husk __exec` | `run` (the sandbox process: boot, create in the guest, report, wait, exit with the container's status), `vm` (virtiofsd and the VMM on a thread), `relay` (stdio or a host terminal to the agent's streams, signal forwarding), `pty` (the master over `--console-socket`), `exec_relay` (an exec'd process or a pod member's first process, attached or detached) |
+//! | [`guest_spec`] | the CLI, the shim | the bundle's spec turned into the guest's: bind sources, namespaces, the pod's `/dev/shm` |
+//! | [`plan`] | both | what a command hands the process it starts, and the report back |
+//! | [`share`] | both | the virtio-fs share: the root file system and the spec's host binds |
+//! | [`console_log`] | both | the bounded guest console log; the printable tail of a log for errors |
+//! | [`timings`] | both | when the phases of a sandbox's start happen (logged by `husk --debug create`) |
+//!
+//! The client imports the process side's plan types (`VmPlan`, `ExecPlan`); the
+//! process side imports nothing of the client.
 
+pub mod client;
 pub mod console_log;
-pub mod control;
-pub mod exec;
-pub mod lifecycle;
-pub mod namespaces;
+pub mod guest_spec;
 pub mod plan;
-pub mod pod;
 pub mod process;
-pub mod pty;
-pub mod relay;
 pub mod share;
 pub mod timings;
-pub mod vm;
 
-pub use control::{final_oom_kills, pause, resume, stats, update, watch_oom};
-pub use lifecycle::{
-    create, destroy, exec, exec_detached, hidden_main, kill, kill_exec, ps, resize_tty, start,
-    wait, CreateOptions, ExecOptions, SandboxStdio,
+pub use client::control::{final_oom_kills, pause, resume, stats, update, watch_oom};
+pub use client::lifecycle::{
+    create, destroy, exec, exec_detached, kill, kill_exec, ps, resize_tty, start, wait,
+    CreateOptions, ExecOptions, SandboxStdio,
 };
+pub use client::pod;
+pub use process::hidden_main;
 
 use crate::agent::ClientError;
 use std::path::PathBuf;

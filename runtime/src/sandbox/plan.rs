@@ -1,8 +1,8 @@
 //! What a runtime command hands the process it starts (the sandbox process, or the
 //! relay of a detached exec), and how that process reports back that it is up.
 
+use super::process::vm::VmPlan;
 use super::timings::StartTimings;
-use super::vm::VmPlan;
 use super::SandboxError;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -136,3 +136,12 @@ pub fn read_report(pipe: OwnedFd, timeout: Duration) -> Result<Report, SandboxEr
     }
     serde_json::from_slice(&text).map_err(|e| SandboxError::Vm(format!("bad report: {e}")))
 }
+
+/// The file in a container's state directory where the sandbox records the OOM
+/// kill count of its cgroup once the container's process has exited.
+pub const OOM_KILLS_FILE: &str = "oom_kills";
+
+/// The hidden command that runs the sandbox process.
+pub const SANDBOX_COMMAND: &str = "__sandbox";
+/// The hidden command that runs a detached exec's relay.
+pub const EXEC_COMMAND: &str = "__exec";

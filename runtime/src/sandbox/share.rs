@@ -168,7 +168,7 @@ pub fn layout(rootfs: &Path, binds: &[HostBind], pod_share: Option<&Path>) -> Sh
     if let Some(dir) = pod_share {
         entries.push(ShareEntry {
             source: dir.to_path_buf(),
-            target: super::pod::share::DIR_NAME.into(),
+            target: super::client::pod::share::DIR_NAME.into(),
             kind: EntryKind::Dir,
             readonly: false,
         });

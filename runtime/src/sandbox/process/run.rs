@@ -8,15 +8,16 @@
 //! creates the container in the guest, attaches the process's stdio, reports, and
 //! waits for the process to exit while forwarding the signals it receives.
 
-use super::console_log::log_tail;
-use super::plan::{Report, Reporter, SandboxPlan};
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
-use super::share::GUEST_ROOTFS;
-use super::timings::{monotonic_us, StartTimings};
 use super::vm::{SandboxVm, VmEvent};
-use super::SandboxError;
 use crate::agent::Timeouts;
-use husk_protocol::ExitStatus;
+use crate::sandbox::console_log::log_tail;
+use crate::sandbox::plan::OOM_KILLS_FILE;
+use crate::sandbox::plan::{Report, Reporter, SandboxPlan};
+use crate::sandbox::share::GUEST_ROOTFS;
+use crate::sandbox::timings::{monotonic_us, StartTimings};
+use crate::sandbox::SandboxError;
+use husk_protocol::{ContainerStats, ExitStatus};
 use nix::sys::signal::{SigSet, Signal};
 use std::path::Path;
 use std::sync::mpsc;
@@ -205,7 +206,7 @@ impl Sandbox {
                     // While the VM still runs: whether memory ran out, for `events`
                     // and the shim, whose OOM watch may not have seen it yet.
                     if let Ok(stats) = a.stats(&waiter.container_id) {
-                        super::control::record_oom_kills(&dir, &stats);
+                        record_oom_kills(&dir, &stats);
                     }
                     Ok(status)
                 })
@@ -243,7 +244,7 @@ impl Sandbox {
             Some(ExitStatus {
                 signal: Some(sig), ..
             }) => die_by(sig),
-            Some(status) => super::exec::exit_code(status),
+            Some(status) => super::exec_relay::exit_code(status),
             None => VM_LOST_STATUS,
         }
     }
@@ -273,4 +274,14 @@ fn die_by(sig: i32) -> i32 {
         let _ = nix::sys::signal::raise(signal);
     }
     128 + sig
+}
+
+/// Records the final OOM kill count of `stats` (if it has cgroup figures) in the
+/// state directory `dir`.
+pub fn record_oom_kills(dir: &Path, stats: &ContainerStats) {
+    if let Some(cgroup) = &stats.cgroup {
+        if let Err(e) = std::fs::write(dir.join(OOM_KILLS_FILE), cgroup.oom_kill.to_string()) {
+            tracing::warn!("cannot record the OOM kill count: {e}");
+        }
+    }
 }

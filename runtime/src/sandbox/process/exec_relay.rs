@@ -9,10 +9,10 @@
 //! whose PID goes to `--pid-file`: it lives exactly as long as the exec'd process and
 //! exits with its status.
 
-use super::plan::{Report, Reporter};
 use super::relay::{attach, forward_signals, ProcessRef, Stdio};
-use super::SandboxError;
 use crate::agent::Timeouts;
+use crate::sandbox::plan::{Report, Reporter};
+use crate::sandbox::SandboxError;
 use husk_protocol::ExitStatus;
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
@@ -174,7 +174,7 @@ pub fn run(plan: &ExecPlan, reporter: &mut Reporter) -> Result<i32, SandboxError
         .wait(&plan.container_id, plan.exec_id(), None)
         .map_err(|e| SandboxError::Agent("wait for the process".into(), e))?;
     // Output left behind by a process it started may never end: drain, bounded.
-    relay.finish_within(super::process::DRAIN);
+    relay.finish_within(super::run::DRAIN);
     Ok(exit_code(status))
 }
 
@@ -188,6 +188,6 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         ExitStatus {
             signal: Some(sig), ..
         } => 128 + sig,
-        _ => super::process::VM_LOST_STATUS,
+        _ => super::run::VM_LOST_STATUS,
     }
 }

@@ -10,7 +10,7 @@
 //! that propagate into virtiofsd's namespace are read-only too, so the guest cannot
 //! write through a read-only bind.
 
-use super::super::share::HostBind;
+use crate::sandbox::share::HostBind;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

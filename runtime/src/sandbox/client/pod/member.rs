@@ -5,11 +5,12 @@
 use super::share::{PodShare, DIR_NAME};
 use super::Role;
 use crate::error::RuntimeError;
-use crate::sandbox::exec::{ExecPlan, RelayTask};
-use crate::sandbox::lifecycle::{ask, record_process, spawn_relay, CreateOptions};
-use crate::sandbox::namespaces::{for_guest, SandboxPids};
-use crate::sandbox::share::{plan_binds, GUEST_SHARE};
-use crate::sandbox::vm::VmPlan;
+use crate::sandbox::client::lifecycle::{ask, record_process, spawn_relay, CreateOptions};
+use crate::sandbox::guest_spec::namespaces::SandboxPids;
+use crate::sandbox::guest_spec::{self, GuestSpec, Placement};
+use crate::sandbox::process::exec_relay::{ExecPlan, RelayTask};
+use crate::sandbox::process::vm::VmPlan;
+use crate::sandbox::share::GUEST_SHARE;
 use crate::state::{ContainerState, Status, Store};
 use husk_protocol::error_chain;
 
@@ -48,23 +49,14 @@ pub fn create(
         )));
     };
     state.pod = Some(sandbox.to_owned());
-    let bad_bundle = |message: String| RuntimeError::InvalidBundle {
-        bundle: state.bundle.clone(),
-        message,
-    };
-    let mut spec = serde_json::to_value(spec).map_err(|source| RuntimeError::Encode {
-        what: "the spec",
-        source,
-    })?;
     let guest_dir = format!("{GUEST_SHARE}/{DIR_NAME}/{id}");
-    let binds = plan_binds(&mut spec, &state.bundle, &guest_dir)
-        .map_err(|e| bad_bundle(error_chain(&e)))?;
     // The pod's VM has its network already: the member's mode is the sandbox's.
-    for_guest(&mut spec, Some(SandboxPids { host, guest }))
-        .map_err(|e| bad_bundle(e.to_string()))?;
-    if super::shm::joins_ipc(&spec) {
-        super::shm::bind_pod_shm(&mut spec);
-    }
+    let placement = Placement::PodMember {
+        guest_dir: &guest_dir,
+        sandbox: SandboxPids { host, guest },
+    };
+    let GuestSpec { spec, binds, .. } =
+        guest_spec::for_guest(spec, &state.bundle, GUEST_SHARE, placement)?;
 
     let share = PodShare::of(&store.dir(sandbox));
     share

@@ -2,11 +2,11 @@
 //! system and host binds, [`super::share`]), and the microVM (husk-vmm's library, in
 //! this process) with virtio-rng, virtio-vsock and virtio-fs.
 
-use super::console_log::BoundedLog;
-use super::share::{self, HostBind, SHARE_TAG};
-use super::timings::{guest_boot_from_ready_line, monotonic_us};
-use super::SandboxError;
 use crate::network::{self, NetworkMode};
+use crate::sandbox::console_log::BoundedLog;
+use crate::sandbox::share::{self, HostBind, SHARE_TAG};
+use crate::sandbox::timings::{guest_boot_from_ready_line, monotonic_us};
+use crate::sandbox::SandboxError;
 use husk_protocol::network::NetworkConfig;
 use husk_vmm::builder::{VmConfig, Vmm};
 use husk_vmm::devices::virtio::fs::Fs;

@@ -3,8 +3,8 @@
 //! host pseudo-terminal whose master went to the engine's console socket.
 
 use super::pty::{window_size, HostPty};
-use super::SandboxError;
 use crate::agent::{open_stream, AgentClient, StreamTarget, Timeouts};
+use crate::sandbox::SandboxError;
 use husk_protocol::{StdioStream, AGENT_PORT};
 use nix::sys::signal::{SigSet, Signal};
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! the engine over `--console-socket` (as runc sends it) and whose slave the sandbox
 //! relays to the guest's terminal.
 
-use super::SandboxError;
+use crate::sandbox::SandboxError;
 use nix::pty::{openpty, Winsize};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};

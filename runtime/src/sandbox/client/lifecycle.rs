@@ -1,18 +1,19 @@
 //! The runtime commands' side of the sandbox: start the sandbox process at `create`,
 //! and reach the agent through the sandbox's vsock socket for the rest.
 
-use super::console_log::log_tail;
-use super::exec::{self as exec_relay, ExecPlan, RelayTask, EXEC_PLAN_ENV};
-use super::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
 use super::pod::{self, share::PodShare};
-use super::share::GUEST_SHARE;
-use super::timings::{monotonic_us, StartTimings, START_LINE};
-use super::vm::VmPlan;
 use crate::agent::{AgentClient, ClientError, Timeouts};
 use crate::error::RuntimeError;
+use crate::sandbox::console_log::log_tail;
+use crate::sandbox::guest_spec::{self, GuestSpec, Placement};
+use crate::sandbox::plan::{read_report, Report, Reporter, SandboxPlan, REPORT_FD_ENV};
+use crate::sandbox::plan::{EXEC_COMMAND, SANDBOX_COMMAND};
+use crate::sandbox::process::exec_relay::{self, ExecPlan, RelayTask, EXEC_PLAN_ENV};
+use crate::sandbox::process::vm::VmPlan;
+use crate::sandbox::share::GUEST_SHARE;
+use crate::sandbox::timings::{monotonic_us, StartTimings, START_LINE};
 use crate::state::{process_start_time, ProcessState};
 use crate::state::{ContainerState, Store};
-use husk_protocol::error_chain;
 use husk_protocol::procfs::Stat;
 use husk_protocol::AGENT_PORT;
 use nix::sys::signal::{kill as send_signal, Signal};
@@ -30,11 +31,6 @@ const REPORT_SLACK: Duration = Duration::from_secs(10);
 const CONNECT_SLACK: Duration = Duration::from_secs(1);
 /// How long `delete` waits for a killed sandbox process to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-/// The hidden command that runs the sandbox process.
-pub const SANDBOX_COMMAND: &str = "__sandbox";
-/// The hidden command that runs a detached exec's relay.
-pub const EXEC_COMMAND: &str = "__exec";
-
 /// The descriptors a sandbox process gets as its stdin, stdout and stderr, which
 /// carry the container's stdio (the shim's fifos, say).
 #[derive(Debug)]
@@ -203,24 +199,14 @@ pub fn create(
     }
     let dir = store.dir(&state.id);
     VmPlan::check_socket_paths(&dir).map_err(RuntimeError::InvalidArgument)?;
-    let mut spec = serde_json::to_value(spec).map_err(|source| RuntimeError::Encode {
-        what: "the spec",
-        source,
-    })?;
-    let binds = super::share::plan_binds(&mut spec, &state.bundle, GUEST_SHARE).map_err(|e| {
-        RuntimeError::InvalidBundle {
-            bundle: state.bundle.clone(),
-            message: error_chain(&e),
-        }
-    })?;
-    let network =
-        super::namespaces::for_guest(&mut spec, None).map_err(|e| RuntimeError::InvalidBundle {
-            bundle: state.bundle.clone(),
-            message: e.to_string(),
-        })?;
-    if role == pod::Role::Sandbox {
-        pod::shm::bind_pod_shm(&mut spec);
-    }
+    let placement = Placement::OwnVm {
+        pod: role == pod::Role::Sandbox,
+    };
+    let GuestSpec {
+        spec,
+        binds,
+        network,
+    } = guest_spec::for_guest(spec, &state.bundle, GUEST_SHARE, placement)?;
     let config = &state.config;
     let mut plan = SandboxPlan {
         id: state.id.clone(),
@@ -549,49 +535,5 @@ pub fn wait(_store: &Store, state: &ContainerState) -> Result<i32, RuntimeError>
                 ))
             }
         }
-    }
-}
-
-/// The hidden commands' entry points: `husk __sandbox DIR` and `husk __exec`.
-pub fn hidden_main(command: &str, args: &[String]) -> Option<i32> {
-    match command {
-        SANDBOX_COMMAND => {
-            let dir = args.first().map(PathBuf::from)?;
-            // The VMM's and virtiofsd's own messages go to the container's
-            // sandbox.log (its stderr is the container's).
-            if let Ok(file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("sandbox.log"))
-            {
-                let _ = tracing_subscriber::fmt()
-                    .with_writer(std::sync::Mutex::new(file))
-                    .with_ansi(false)
-                    .with_max_level(tracing::Level::INFO)
-                    .try_init();
-            }
-            Some(super::process::run(&dir))
-        }
-        EXEC_COMMAND => {
-            let mut reporter = Reporter::from_env();
-            let plan: ExecPlan = match std::env::var(EXEC_PLAN_ENV)
-                .map_err(|e| e.to_string())
-                .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))
-            {
-                Ok(plan) => plan,
-                Err(e) => {
-                    reporter.send(&Report::Failed(format!("bad exec plan: {e}")));
-                    return Some(1);
-                }
-            };
-            match exec_relay::run(&plan, &mut reporter) {
-                Ok(code) => Some(code),
-                Err(e) => {
-                    reporter.send(&Report::Failed(error_chain(&e)));
-                    Some(1)
-                }
-            }
-        }
-        _ => None,
     }
 }

@@ -14,7 +14,6 @@
 
 pub mod member;
 pub mod share;
-pub mod shm;
 
 use std::collections::BTreeMap;
 

@@ -3,14 +3,10 @@
 
 use super::lifecycle::ask;
 use crate::error::RuntimeError;
+use crate::sandbox::plan::OOM_KILLS_FILE;
 use crate::state::{ContainerState, Store};
 use husk_protocol::ContainerStats;
-use std::path::Path;
 use std::time::Duration;
-
-/// The file in a container's state directory where the sandbox records the OOM
-/// kill count of its cgroup once the container's process has exited.
-pub const OOM_KILLS_FILE: &str = "oom_kills";
 
 /// Freezes the container's processes; returns once the guest says they are frozen.
 pub fn pause(store: &Store, state: &ContainerState) -> Result<(), RuntimeError> {
@@ -54,16 +50,6 @@ pub fn watch_oom(
             return Ok(());
         }
     })
-}
-
-/// Records the final OOM kill count of `stats` (if it has cgroup figures) in the
-/// state directory `dir`.
-pub fn record_oom_kills(dir: &Path, stats: &ContainerStats) {
-    if let Some(cgroup) = &stats.cgroup {
-        if let Err(e) = std::fs::write(dir.join(OOM_KILLS_FILE), cgroup.oom_kill.to_string()) {
-            tracing::warn!("cannot record the OOM kill count: {e}");
-        }
-    }
 }
 
 /// The OOM kill count the sandbox recorded when the container's process exited;
