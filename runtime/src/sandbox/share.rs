@@ -13,6 +13,8 @@ use husk_vmm::virtiofsd::layout::{EntryKind, ShareEntry, ShareLayout};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+/// A pod's member directory's name, in the sandbox's state directory and in the share.
+pub const MEMBERS_DIR: &str = "containers";
 /// The virtio-fs tag of the share.
 pub const SHARE_TAG: &str = "sandbox";
 /// Where the agent mounts the share.
@@ -168,7 +170,7 @@ pub fn layout(rootfs: &Path, binds: &[HostBind], pod_share: Option<&Path>) -> Sh
     if let Some(dir) = pod_share {
         entries.push(ShareEntry {
             source: dir.to_path_buf(),
-            target: super::client::pod::share::DIR_NAME.into(),
+            target: MEMBERS_DIR.into(),
             kind: EntryKind::Dir,
             readonly: false,
         });

@@ -13,7 +13,6 @@ use super::relay::{attach, forward_signals, ProcessRef, Stdio};
 use crate::agent::Timeouts;
 use crate::sandbox::plan::{Report, Reporter};
 use crate::sandbox::SandboxError;
-use husk_protocol::ExitStatus;
 use nix::sys::signal::{SigSet, Signal};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -174,20 +173,6 @@ pub fn run(plan: &ExecPlan, reporter: &mut Reporter) -> Result<i32, SandboxError
         .wait(&plan.container_id, plan.exec_id(), None)
         .map_err(|e| SandboxError::Agent("wait for the process".into(), e))?;
     // Output left behind by a process it started may never end: drain, bounded.
-    relay.finish_within(super::run::DRAIN);
-    Ok(exit_code(status))
-}
-
-/// The shell convention for a status: the code, or 128 + the signal.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    match status {
-        ExitStatus {
-            exit_code: Some(code),
-            ..
-        } => code,
-        ExitStatus {
-            signal: Some(sig), ..
-        } => 128 + sig,
-        _ => super::run::VM_LOST_STATUS,
-    }
+    relay.finish_within(super::relay::DRAIN);
+    Ok(super::relay::exit_code(status))
 }

@@ -21,7 +21,7 @@ use husk_protocol::{ContainerStats, ExitStatus};
 use nix::sys::signal::{SigSet, Signal};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Signals the sandbox forwards to the container's process (SIGWINCH resizes its
 /// terminal instead).
@@ -34,11 +34,7 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
-/// How long output may keep flowing after the process exited (a process it left
-/// behind may hold its stdout); then the VM stops, which ends every stream.
-pub const DRAIN: Duration = Duration::from_secs(2);
-/// The exit status the sandbox reports when the VM ended before the container did.
-pub const VM_LOST_STATUS: i32 = 255;
+pub use super::relay::{DRAIN, VM_LOST_STATUS};
 
 /// Events the sandbox waits for.
 enum Event {
@@ -244,7 +240,7 @@ impl Sandbox {
             Some(ExitStatus {
                 signal: Some(sig), ..
             }) => die_by(sig),
-            Some(status) => super::exec_relay::exit_code(status),
+            Some(status) => super::relay::exit_code(status),
             None => VM_LOST_STATUS,
         }
     }

@@ -17,8 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// The member directory's name in the sandbox's state directory and in the share.
-pub const DIR_NAME: &str = "containers";
+pub use crate::sandbox::share::MEMBERS_DIR as DIR_NAME;
 
 /// A host mount operation of the pod's member directory that failed.
 #[derive(Debug, thiserror::Error)]
