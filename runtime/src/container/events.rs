@@ -38,10 +38,9 @@ fn running(store: &Store, id: &str) -> Result<crate::state::ContainerState, Runt
 }
 
 /// Streams container `id`'s stats every `interval`, and its OOM events as they
-/// happen, into `sink` until the container stops.
-pub fn stream(store: &Store, id: &str, interval: Duration, sink: Sink) -> Result<(), RuntimeError> {
+/// happen, into `out` until the container stops.
+pub fn stream(store: &Store, id: &str, interval: Duration, out: Sink) -> Result<(), RuntimeError> {
     let state = running(store, id)?;
-    let out = sink;
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (store, state, out, done) = (store.clone(), state.clone(), out.clone(), done.clone());
