@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn malformed_json_names_file_and_position() {
         let dir = bundle_with("{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}", true);
-        let msg = Bundle::load(dir.path()).unwrap_err().to_string();
+        let msg = husk_protocol::error_chain(&Bundle::load(dir.path()).unwrap_err());
         assert!(
             msg.contains("config.json") && msg.contains("line 3"),
             "{msg}"

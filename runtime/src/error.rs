@@ -25,7 +25,7 @@ pub enum RuntimeError {
     #[error("{0}")]
     InvalidState(String),
     /// `config.json` is not valid JSON or not a valid OCI spec.
-    #[error("malformed {path}: {source}")]
+    #[error("malformed {path}")]
     MalformedConfig {
         /// The file.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// A state file in the store is unreadable.
-    #[error("corrupt state {path}: {source}")]
+    #[error("corrupt state {path}")]
     CorruptState {
         /// The state file.
         path: PathBuf,
@@ -94,7 +94,7 @@ pub enum RuntimeError {
     NotSupported(String),
     /// An OCI hook is invalid or failed (create and start phases).
     #[error("hook")]
-    Hook(#[from] crate::hooks::HookError),
+    Hook(#[from] crate::hooks::error::HookError),
     /// The agent in the container's VM could not be reached, or refused or failed
     /// the request.
     #[error("cannot {action} container \"{container}\"")]
@@ -182,8 +182,8 @@ impl RuntimeError {
             | RuntimeError::InvalidArgument(_)
             | RuntimeError::InvalidAnnotation { .. }
             | RuntimeError::Hook(
-                crate::hooks::HookError::RelativePath { .. }
-                | crate::hooks::HookError::BadTimeout { .. },
+                crate::hooks::error::HookError::RelativePath { .. }
+                | crate::hooks::error::HookError::BadTimeout { .. },
             ) => ErrorKind::InvalidArgument,
             RuntimeError::InvalidState(_) => ErrorKind::InvalidState,
             RuntimeError::NotSupported(_) => ErrorKind::NotSupported,

@@ -4,11 +4,11 @@
 //! message saying so.
 
 use crate::error::ShimError;
-use crate::exec::{ExecParams, ExecRecord};
 use crate::rootfs::RootfsMount;
+use crate::service::ExecParams;
 use crate::service::{CreateParams, Service};
 use crate::stdio::StdioPaths;
-use crate::task::{TaskRecord, TaskStatus};
+use crate::task::{ExecRecord, TaskRecord, TaskStatus};
 use containerd_shim::api;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::types::task::ProcessInfo;

@@ -12,7 +12,7 @@
 //!   (SIGTERM, then SIGKILL) when the process it logs is deleted.
 
 use crate::error::{Result, ShimError};
-use crate::task::{watch_pid, ExitCell, Exited};
+use crate::exit::{watch_pid, ExitCell, Exited};
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};

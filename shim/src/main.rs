@@ -8,22 +8,21 @@
 //! |---|---|
 //! | [`shim`] | `start`, `delete` and serving, as containerd drives them |
 //! | [`api`] | the Task API (ttrpc) mapped onto [`service`] |
-//! | [`service`] | create, start, kill, delete, wait through husk's runtime library |
-//! | [`task`] | one task's record, its exit and the thread that watches for it |
-//! | [`exec`] | exec'd processes, through the runtime library's exec relay |
+//! | [`service`] | the Task API's verbs in plain Rust through husk's runtime library: create, start, kill, delete, wait (`mod.rs`), exec'd processes (`exec`), pause, resume, update, metrics and the OOM watch (`control`), ResizePty (`pty`) |
+//! | [`task`] | what the shim keeps of a task and of its exec'd processes |
+//! | [`exit`] | the thread that watches a child's exit, the cell waiters block on, TaskExit |
 //! | [`stdio`] | containerd's fifos, opened for the sandbox process |
 //! | [`log_uri`] | stdio URIs: `file://` and `binary://` (logging binaries) |
-//! | [`terminal`] | terminal processes: the master from the console socket, its relay, ResizePty |
+//! | [`terminal`] | terminal processes: the master from the console socket and its relay |
 //! | [`rootfs`] | the snapshotter's mounts on `<bundle>/rootfs` |
 //! | [`events`] | TaskCreate, TaskStart, TaskExit, TaskDelete, published in order |
 //! | [`error`] | the shim's errors and their ttrpc codes |
 //! | [`logging`] | the log fifo containerd reads |
 
 mod api;
-mod control;
 mod error;
 mod events;
-mod exec;
+mod exit;
 mod log_uri;
 mod logging;
 mod rootfs;

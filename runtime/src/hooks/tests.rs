@@ -4,7 +4,7 @@ use super::*;
 use crate::config::SandboxConfig;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn state(hooks: Hooks) -> ContainerState {
     ContainerState {
@@ -211,11 +211,14 @@ fn a_missing_program_is_named() {
         Phase::CreateRuntime,
         vec![hook(Path::new("/nonexistent/hook"), &[], None, None)],
     ));
-    let msg = run(&st, Phase::CreateRuntime, Status::Creating)
-        .unwrap_err()
-        .to_string();
+    let err = run(&st, Phase::CreateRuntime, Status::Creating).unwrap_err();
+    let msg = husk_protocol::error_chain(&err);
     assert!(msg.contains("/nonexistent/hook"), "{msg}");
-    assert!(msg.contains("cannot start it"), "{msg}");
+    assert!(msg.contains("cannot start it: No such file"), "{msg}");
+    assert!(
+        !err.to_string().contains("No such file"),
+        "said twice: {msg}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use super::{validate_id, ContainerState};
 use crate::error::RuntimeError;
+use husk_protocol::error_chain;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, RenameFlags};
 use std::fs::{self, File, OpenOptions};
@@ -236,7 +237,7 @@ impl Store {
             }
             match self.load(&name) {
                 Ok(state) => states.push(state),
-                Err(e) => tracing::debug!("list: skipping {name}: {e}"),
+                Err(e) => tracing::debug!("list: skipping {name}: {}", error_chain(&e)),
             }
         }
         states.sort_by(|a, b| a.id.cmp(&b.id));

@@ -122,6 +122,6 @@ fn process_file_is_checked() {
     std::fs::write(&path, r#"{"cwd":"/"}"#).unwrap();
     assert!(read_process_file(&path).is_err());
     std::fs::write(&path, "{\n oops").unwrap();
-    let msg = read_process_file(&path).unwrap_err().to_string();
+    let msg = husk_protocol::error_chain(&read_process_file(&path).unwrap_err());
     assert!(msg.contains("p.json") && msg.contains("line 2"), "{msg}");
 }

@@ -1,9 +1,9 @@
 //! Pause, Resume, Update, Stats and the OOM watch of a task, on the container's
 //! cgroup in the guest (through the runtime library and the agent).
 
+use super::Service;
 use crate::error::{Result, ShimError};
 use crate::events::TaskEvent;
-use crate::service::Service;
 use crate::task::{TaskRecord, TaskStatus};
 use containerd_shim::protos::cgroups_v2::metrics::{
     CPUStat, MemoryEvents, MemoryStat, Metrics, PidsStat,
@@ -139,7 +139,7 @@ impl Service {
 
 /// containerd's cgroup v2 metrics from the agent's figures (zeros where the agent
 /// has no cgroup figures).
-pub fn metrics(stats: &ContainerStats) -> Metrics {
+fn metrics(stats: &ContainerStats) -> Metrics {
     let c = stats.cgroup.unwrap_or_default();
     Metrics {
         pids: MessageField::some(PidsStat {

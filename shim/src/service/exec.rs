@@ -2,55 +2,18 @@
 //! library's detached exec relay (`__exec`, a child of the shim that lives as long as
 //! the process and exits with its status), with containerd's fifos as its stdio.
 
+use super::Service;
 use crate::error::{Result, ShimError};
 use crate::events::TaskEvent;
-use crate::log_uri::Logger;
-use crate::service::Service;
+use crate::exit::{watch_exit, Exited};
 use crate::stdio::{OpenedStdio, Owner, StdioPaths};
-use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
+use crate::task::{ExecRecord, TaskRecord, TaskStatus};
 use crate::terminal::TerminalSetup;
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use husk_runtime::sandbox::{self, ExecOptions};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// One exec'd process of a task.
-#[derive(Debug)]
-pub struct ExecRecord {
-    /// containerd's exec id (also the process's id in the guest).
-    pub exec_id: String,
-    /// The OCI `process` object.
-    pub process: serde_json::Value,
-    /// Its stdio, as containerd named it.
-    pub stdio: StdioPaths,
-    /// The exec relay's pid, once started (0 before).
-    pub pid: AtomicU32,
-    /// Whether it has a terminal.
-    pub terminal: bool,
-    /// The terminal's size (rows, columns) asked for before it started.
-    pub size: Mutex<Option<(u16, u16)>>,
-    /// The shim's writing end of the stdin fifo, until CloseIO.
-    pub stdin_writer: Mutex<Option<OwnedFd>>,
-    /// The logging binary of a `binary://` stdout, until Delete.
-    pub logger: Mutex<Option<Logger>>,
-    /// Its exit.
-    pub exit: Arc<ExitCell>,
-}
-
-impl ExecRecord {
-    /// The process's status now.
-    pub fn status(&self) -> TaskStatus {
-        if self.exit.get().is_some() {
-            TaskStatus::Stopped
-        } else if self.pid.load(Ordering::SeqCst) != 0 {
-            TaskStatus::Running
-        } else {
-            TaskStatus::Created
-        }
-    }
-}
 
 /// The parameters of an Exec request.
 #[derive(Debug, Clone, Default)]

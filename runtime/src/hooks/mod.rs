@@ -11,14 +11,18 @@
 //! husk's container lives in a microVM, so every hook runs on the host, in the
 //! runtime's namespaces (see docs/cli.md, "Hooks").
 
+pub(crate) mod error;
+pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
+
+pub use error::HookError;
+pub use phase::Phase;
 
 use crate::state::{ContainerState, Status};
 use oci_spec::runtime::{Hook, Hooks};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,138 +34,6 @@ pub const OUTPUT_KEEP: usize = 2048;
 const OUTPUT_WAIT: Duration = Duration::from_secs(1);
 /// The longest pause between two looks at a running hook.
 const POLL_MAX: Duration = Duration::from_millis(20);
-
-/// The points of the lifecycle where hooks run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Deprecated; at create, once the sandbox is up, before `createRuntime`.
-    Prestart,
-    /// At create, once the sandbox is up.
-    CreateRuntime,
-    /// At create, after `createRuntime` (on the host, not in the container).
-    CreateContainer,
-    /// At start, before the user process runs (on the host, not in the container).
-    StartContainer,
-    /// After start; failures are logged.
-    Poststart,
-    /// At delete, once the sandbox is gone; failures are logged.
-    Poststop,
-}
-
-impl Phase {
-    /// The spec's name of the phase.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Prestart => "prestart",
-            Phase::CreateRuntime => "createRuntime",
-            Phase::CreateContainer => "createContainer",
-            Phase::StartContainer => "startContainer",
-            Phase::Poststart => "poststart",
-            Phase::Poststop => "poststop",
-        }
-    }
-
-    /// The hooks of this phase in `hooks`.
-    #[allow(deprecated)] // prestart: deprecated by the spec, still run (as runc does)
-    pub fn of(self, hooks: &Hooks) -> &[Hook] {
-        let list = match self {
-            Phase::Prestart => hooks.prestart(),
-            Phase::CreateRuntime => hooks.create_runtime(),
-            Phase::CreateContainer => hooks.create_container(),
-            Phase::StartContainer => hooks.start_container(),
-            Phase::Poststart => hooks.poststart(),
-            Phase::Poststop => hooks.poststop(),
-        };
-        list.as_deref().unwrap_or(&[])
-    }
-
-    const ALL: [Phase; 6] = [
-        Phase::Prestart,
-        Phase::CreateRuntime,
-        Phase::CreateContainer,
-        Phase::StartContainer,
-        Phase::Poststart,
-        Phase::Poststop,
-    ];
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What a hook can fail with; each names the phase, the hook's index and its path.
-#[derive(Debug, thiserror::Error)]
-pub enum HookError {
-    /// The spec wants an absolute `path`.
-    #[error("{phase} hook {index}: path {path:?} is not absolute")]
-    RelativePath {
-        /// The phase.
-        phase: Phase,
-        /// The hook's index in its phase.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-    },
-    /// `timeout` must be more than zero.
-    #[error("{phase} hook {index} ({path:?}): timeout {timeout} must be more than 0 seconds")]
-    BadTimeout {
-        /// The phase.
-        phase: Phase,
-        /// The hook's index in its phase.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-        /// The timeout given.
-        timeout: i64,
-    },
-    /// The program could not be started (or waited for).
-    #[error("{phase} hook {index} ({path:?}): {context}: {source}")]
-    Io {
-        /// The phase.
-        phase: Phase,
-        /// The hook's index in its phase.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-        /// What failed.
-        context: &'static str,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The hook ran past its timeout and was killed.
-    #[error(
-        "{phase} hook {index} ({path:?}) did not finish within {secs} s and was killed{output}"
-    )]
-    TimedOut {
-        /// The phase.
-        phase: Phase,
-        /// The hook's index in its phase.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-        /// Its timeout.
-        secs: i64,
-        /// `"; output: ..."` or nothing.
-        output: String,
-    },
-    /// The hook exited with a non-zero status or died of a signal.
-    #[error("{phase} hook {index} ({path:?}) failed: {status}{output}")]
-    Failed {
-        /// The phase.
-        phase: Phase,
-        /// The hook's index in its phase.
-        index: usize,
-        /// The path.
-        path: PathBuf,
-        /// How it ended.
-        status: ExitStatus,
-        /// `"; output: ..."` or nothing.
-        output: String,
-    },
-}
 
 /// Checks every hook of `hooks` (absolute path, positive timeout) before anything is
 /// started, so that a bad hook fails `create` early.

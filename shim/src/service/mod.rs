@@ -2,11 +2,18 @@
 //! wait tasks through husk's runtime library (state store, bundle, sandbox
 //! process). [`crate::api`] maps the Task API's requests onto it.
 
+mod control;
+mod exec;
+mod pty;
+
+pub use exec::ExecParams;
+
 use crate::error::{Result, ShimError};
 use crate::events::{Events, TaskEvent};
+use crate::exit::{watch_exit, ExitCell, Exited};
 use crate::rootfs::{self, RootfsMount};
 use crate::stdio::{OpenedStdio, Owner, StdioPaths};
-use crate::task::{watch_exit, ExitCell, Exited, TaskRecord, TaskStatus};
+use crate::task::{TaskRecord, TaskStatus};
 use crate::terminal::TerminalSetup;
 use containerd_shim::monitor::{monitor_subscribe, Topic};
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
