@@ -21,6 +21,7 @@ use nix::unistd::{
     sethostname, setsid, setuid, write, Gid, Uid,
 };
 use std::ffi::{c_char, CStr, CString};
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
@@ -197,6 +198,41 @@ pub enum Place<'a> {
 }
 
 /// Everything the child needs, prepared before `fork`.
+/// A null-terminated array of pointers to borrowed C strings, as `execve` takes
+/// `argv` and `envp`.
+#[derive(Debug)]
+pub struct CStrArray<'a> {
+    pointers: Vec<*const c_char>,
+    strings: PhantomData<&'a [CString]>,
+}
+
+// SAFETY: the pointers point into `CString`s borrowed immutably for `'a` (see
+// `new`), which are `Sync`; moving or sharing the array gives other threads read
+// access to those strings only, as a `&'a [CString]` would.
+unsafe impl Send for CStrArray<'_> {}
+// SAFETY: as for `Send`: the array is never written after `new`.
+unsafe impl Sync for CStrArray<'_> {}
+
+impl<'a> CStrArray<'a> {
+    /// The pointers to `strings`, then a null pointer.
+    pub fn new(strings: &'a [CString]) -> Self {
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        CStrArray {
+            pointers,
+            strings: PhantomData,
+        }
+    }
+
+    /// The array, for `execve`.
+    pub fn as_ptr(&self) -> *const *const c_char {
+        self.pointers.as_ptr()
+    }
+}
+
 #[derive(Debug)]
 pub struct Plan<'a> {
     /// What becomes descriptors 0, 1 and 2.
@@ -225,10 +261,10 @@ pub struct Plan<'a> {
     pub cwd: &'a CStr,
     /// The paths `execve` tries in turn.
     pub candidates: &'a [CString],
-    /// `argv`, null-terminated.
-    pub argv: &'a [*const c_char],
-    /// `envp`, null-terminated.
-    pub envp: &'a [*const c_char],
+    /// `argv`.
+    pub argv: &'a CStrArray<'a>,
+    /// `envp`.
+    pub envp: &'a CStrArray<'a>,
     /// `linux.sysctl`, written by a container's first process.
     pub sysctl: &'a [Sysctl],
     /// Capabilities and `noNewPrivileges`.

@@ -128,32 +128,16 @@ pub fn own_namespace(pid: Pid, name: &str) -> Result<Option<OwnedFd>, AgentError
     .map_err(|e| cannot(e.desc().to_owned()))
 }
 
-/// A closure moved to the forking thread.
-struct ForkOnThread<F>(F);
-
-// SAFETY: the closure captures the child's plan, whose raw pointers (argv, envp)
-// point into strings the caller owns for the whole scope of the thread; the thread
-// only forks, and the forked child, a copy of the memory, is the only reader.
-unsafe impl<F> Send for ForkOnThread<F> {}
-
-impl<F> ForkOnThread<F> {
-    fn into_inner(self) -> F {
-        self.0
-    }
-}
-
 /// Runs `fork` (which forks once and gives back the child's PID in the parent)
 /// on a short-lived thread whose children go into `pid_ns`.
 pub fn fork_into(
     pid_ns: PidNamespace<'_>,
-    fork: impl FnOnce() -> nix::Result<Pid>,
+    fork: impl FnOnce() -> nix::Result<Pid> + Send,
 ) -> nix::Result<Pid> {
-    let fork = ForkOnThread(fork);
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
             .name("agent-fork-pidns".into())
             .spawn_scoped(scope, move || {
-                let fork = fork.into_inner();
                 match pid_ns {
                     PidNamespace::New => unshare(CloneFlags::CLONE_NEWPID)?,
                     PidNamespace::Join(fd) => setns(fd.as_fd(), CloneFlags::CLONE_NEWPID)?,

@@ -5,7 +5,7 @@
 //! a record when its setup is done or fails, and one if `execve` fails; end of file
 //! after the start means `execve` succeeded).
 
-use super::child::{self, Failure, Plan, Stage, RECORD_LEN};
+use super::child::{self, CStrArray, Failure, Plan, Stage, RECORD_LEN};
 use super::isolation::ContainerSetup;
 use super::limits;
 use super::namespaces::{self, Joined, PidNamespace};
@@ -21,7 +21,7 @@ use nix::sched::CloneFlags;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::stat::Mode;
 use nix::unistd::{fork, pipe2, ForkResult, Gid, Pid, Uid};
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -198,8 +198,8 @@ pub fn spawn(
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    let argv = pointers(&launch.args);
-    let envp = pointers(&launch.env);
+    let argv = CStrArray::new(&launch.args);
+    let envp = CStrArray::new(&launch.env);
     let max_fd =
         getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft.min(1 << 16) as i32);
     let plan = Plan {
@@ -432,15 +432,6 @@ fn terminal_path(fd: std::os::fd::BorrowedFd<'_>) -> Result<CString, AgentError>
     })?;
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| AgentError::new(ErrorCode::Internal, "the terminal's path has a NUL byte"))
-}
-
-/// A null-terminated array of pointers to `strings`, valid while `strings` lives.
-fn pointers(strings: &[CString]) -> Vec<*const c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
 }
 
 /// Reads one record of the report pipe; `None` at end of file.

@@ -12,6 +12,7 @@ pub mod net;
 pub mod rng;
 pub mod vsock;
 
+use std::borrow::Cow;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -109,6 +110,17 @@ pub enum ActivateError {
     Io(#[source] std::io::Error),
 }
 
+/// Copies `config[offset..]` into `data` and zeros the rest: a guest's read of a
+/// configuration space, which may start or run past its end.
+pub fn read_config_space(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Some(src) = usize::try_from(offset).ok().and_then(|at| config.get(at..)) else {
+        return;
+    };
+    let n = src.len().min(data.len());
+    data[..n].copy_from_slice(&src[..n]);
+}
+
 /// A virtio device behind a transport.
 ///
 /// Everything here is reachable by the guest: implementations validate what they read
@@ -122,10 +134,21 @@ pub trait VirtioDevice: Send {
     fn avail_features(&self) -> u64;
     /// Records the features the driver accepted (a subset of the offered ones).
     fn ack_features(&mut self, features: u64);
-    /// Reads the device-specific configuration space; out of range reads give zeros.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// Writes the device-specific configuration space; out of range writes are dropped.
-    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// The device-specific configuration space (`struct virtio_<device>_config`, in
+    /// the guest's byte order), as [`VirtioDevice::read_config`] serves it by
+    /// default. Empty: the device has none.
+    fn config_space(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&[])
+    }
+    /// Reads the device-specific configuration space at `offset` (the guest's
+    /// access): by default from [`VirtioDevice::config_space`], zeros out of range.
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_space(&self.config_space(), offset, data);
+    }
+    /// Writes the device-specific configuration space; by default the write is
+    /// dropped (a read-only configuration, as every husk device's is to a modern
+    /// driver).
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// Starts the device once the driver set DRIVER_OK: it gets the guest memory, all its
     /// queues in index order (`queues[i]` is queue `i`; a queue the driver did not set up
     /// has `ready() == false`, a ready one was checked against guest memory) and its
@@ -161,5 +184,31 @@ pub trait VirtioDevice: Send {
     /// the device is put on its transport.
     fn takes_queue_eventfds(&mut self, _evts: &[EventFd]) -> std::io::Result<bool> {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_config_space;
+
+    /// The guest picks the offset and the width: a read that starts inside, runs
+    /// past the end, starts past it or at an offset no `usize` holds gives the bytes
+    /// there and zeros, never a panic.
+    #[test]
+    fn config_reads_at_any_offset_give_bytes_then_zeros() {
+        let config = [1u8, 2, 3, 4];
+        let read = |offset: u64, len: usize| {
+            let mut data = vec![0xffu8; len];
+            read_config_space(&config, offset, &mut data);
+            data
+        };
+        assert_eq!(read(0, 4), [1, 2, 3, 4]);
+        assert_eq!(read(2, 4), [3, 4, 0, 0]);
+        assert_eq!(read(4, 2), [0, 0]);
+        assert_eq!(read(1000, 1), [0]);
+        assert_eq!(read(u64::MAX, 8), [0; 8]);
+        let mut none = [0xffu8; 2];
+        read_config_space(&[], 0, &mut none);
+        assert_eq!(none, [0, 0]);
     }
 }

@@ -19,6 +19,7 @@ pub mod tap;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -373,20 +374,9 @@ impl VirtioDevice for Net {
         self.acked_features = features & self.avail_features();
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let config = self.config();
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if let Some(src) = config.get(start..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
+    fn config_space(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.config().to_vec())
     }
-
-    /// The configuration is read-only for a modern driver.
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
 
     fn activate(
         &mut self,

@@ -83,16 +83,38 @@ fn ifreq(name: &str, flags: libc::c_int) -> Result<libc::ifreq, TapError> {
     Ok(req)
 }
 
-/// Runs an ioctl whose argument is a pointer to `arg`.
-fn ioctl_ptr<T>(fd: RawFd, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
-    // SAFETY: every request passed here (TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ) reads
-    // or writes at most one `T` behind the pointer, which is live and exclusively
-    // borrowed for the call.
-    let ret = unsafe { libc::ioctl(fd, request, arg as *mut T) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
+/// A tap ioctl with the argument its request reads or writes: the request and the
+/// argument's type come together, so no call can hand the kernel a buffer of the
+/// wrong size.
+enum TapIoctl<'a> {
+    /// `TUNSETIFF`: attach to (or create) the interface named in the request.
+    SetIff(&'a mut libc::ifreq),
+    /// `TUNGETIFF`: the attached interface's name and flags.
+    GetIff(&'a mut libc::ifreq),
+    /// `TUNSETVNETHDRSZ`: the virtio-net header length.
+    SetVnetHdrSz(&'a mut libc::c_int),
+}
+
+impl TapIoctl<'_> {
+    /// Makes the call on `fd`.
+    fn call(self, fd: RawFd) -> io::Result<()> {
+        let ret = match self {
+            // SAFETY: TUNSETIFF and TUNGETIFF read or write one `ifreq` behind the
+            // pointer, which is live and exclusively borrowed for the call.
+            TapIoctl::SetIff(req) => unsafe { libc::ioctl(fd, libc::TUNSETIFF, req as *mut _) },
+            // SAFETY: as above.
+            TapIoctl::GetIff(req) => unsafe { libc::ioctl(fd, libc::TUNGETIFF, req as *mut _) },
+            // SAFETY: TUNSETVNETHDRSZ reads one `int` behind the pointer, live and
+            // exclusively borrowed for the call.
+            TapIoctl::SetVnetHdrSz(len) => unsafe {
+                libc::ioctl(fd, libc::TUNSETVNETHDRSZ, len as *mut _)
+            },
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl Tap {
@@ -107,11 +129,13 @@ impl Tap {
             .open("/dev/net/tun")
             .map_err(TapError::Open)?;
         let fd = OwnedFd::from(file);
-        ioctl_ptr(fd.as_raw_fd(), libc::TUNSETIFF, &mut req).map_err(|source| TapError::Ioctl {
-            name: name.to_owned(),
-            what: "TUNSETIFF",
-            source,
-        })?;
+        TapIoctl::SetIff(&mut req)
+            .call(fd.as_raw_fd())
+            .map_err(|source| TapError::Ioctl {
+                name: name.to_owned(),
+                what: "TUNSETIFF",
+                source,
+            })?;
         let tap = Tap {
             fd,
             name: name.to_owned(),
@@ -126,7 +150,9 @@ impl Tap {
     pub fn from_fd(fd: OwnedFd) -> Result<Tap, TapError> {
         let raw = fd.as_raw_fd();
         let mut req = ifreq("x", 0)?;
-        ioctl_ptr(raw, libc::TUNGETIFF, &mut req).map_err(|_| TapError::NotVnetTap { fd: raw })?;
+        TapIoctl::GetIff(&mut req)
+            .call(raw)
+            .map_err(|_| TapError::NotVnetTap { fd: raw })?;
         // SAFETY: TUNGETIFF filled the flags member of the union.
         let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
         let want = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
@@ -164,13 +190,13 @@ impl Tap {
 
     fn set_vnet_hdr_len(&self) -> Result<(), TapError> {
         let mut len = VNET_HDR_LEN as libc::c_int;
-        ioctl_ptr(self.fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &mut len).map_err(|source| {
-            TapError::Ioctl {
+        TapIoctl::SetVnetHdrSz(&mut len)
+            .call(self.fd.as_raw_fd())
+            .map_err(|source| TapError::Ioctl {
                 name: self.name.clone(),
                 what: "TUNSETVNETHDRSZ",
                 source,
-            }
-        })
+            })
     }
 }
 

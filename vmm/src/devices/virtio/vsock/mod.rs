@@ -32,6 +32,7 @@ pub mod packet;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixListener;
@@ -304,20 +305,9 @@ impl VirtioDevice for Vsock {
         self.acked_features = features & self.avail_features();
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // struct virtio_vsock_config { le64 guest_cid; }
-        let config = self.guest_cid.to_le_bytes();
-        for (i, byte) in data.iter_mut().enumerate() {
-            *byte = offset
-                .checked_add(i as u64)
-                .and_then(|at| usize::try_from(at).ok())
-                .and_then(|at| config.get(at).copied())
-                .unwrap_or(0);
-        }
-    }
-
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
-        // guest_cid is read-only.
+    /// `struct virtio_vsock_config { le64 guest_cid; }`, read-only.
+    fn config_space(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.guest_cid.to_le_bytes().to_vec())
     }
 
     fn activate(

@@ -12,6 +12,7 @@
 //! ends the VM with a reason that names the share.
 
 use super::{ActivateError, VirtioDevice, VirtioInterrupt, INT_VRING, VIRTIO_F_VERSION_1};
+use std::borrow::Cow;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -245,19 +246,9 @@ impl VirtioDevice for Fs {
         self.acked_features = features & self.avail_features();
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if let Some(src) = self.config.get(start..) {
-            let n = src.len().min(data.len());
-            data[..n].copy_from_slice(&src[..n]);
-        }
-    }
-
-    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
-        // The configuration space is read-only.
+    /// `struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }`, read-only.
+    fn config_space(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.config)
     }
 
     fn activate(

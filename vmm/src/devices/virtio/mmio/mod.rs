@@ -461,5 +461,4 @@ impl BusDevice for MmioTransport {
 }
 
 #[cfg(test)]
-#[path = "mmio_tests.rs"]
 mod tests;

@@ -620,10 +620,6 @@ fn invalid_queue_max_size_is_refused() {
             VIRTIO_F_VERSION_1
         }
         fn ack_features(&mut self, _: u64) {}
-        fn read_config(&self, _: u64, data: &mut [u8]) {
-            data.fill(0);
-        }
-        fn write_config(&mut self, _: u64, _: &[u8]) {}
         fn activate(
             &mut self,
             _: GuestMemoryMmap,

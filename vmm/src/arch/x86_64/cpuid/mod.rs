@@ -422,5 +422,4 @@ pub fn enable_tsc_deadline(cpuid: &mut CpuId) {
 }
 
 #[cfg(test)]
-#[path = "cpuid_tests.rs"]
 mod tests;
