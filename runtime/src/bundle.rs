@@ -1,6 +1,6 @@
 //! OCI bundles: loading and checking `config.json` and the root filesystem.
 
-use crate::error::RuntimeError;
+use crate::error::{BundleError, RuntimeError};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 
@@ -25,33 +25,27 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir)
             .map_err(|e| RuntimeError::io(format!("bundle {}", dir.display()), e))?;
         let spec = load_spec(&dir.join(CONFIG_FILE))?;
-        let invalid = |message: String| RuntimeError::InvalidBundle {
+        let invalid = |source: BundleError| RuntimeError::InvalidBundle {
             bundle: dir.clone(),
-            message,
+            source,
         };
         let root = spec
             .root()
             .as_ref()
-            .ok_or_else(|| invalid("config.json has no root".into()))?;
+            .ok_or_else(|| invalid(BundleError::NoRoot))?;
         let rootfs = dir.join(root.path());
         if !rootfs.is_dir() {
-            return Err(invalid(format!(
-                "root.path {} does not exist or is not a directory",
-                rootfs.display()
-            )));
+            return Err(invalid(BundleError::NoRootfs(rootfs)));
         }
         let process = spec
             .process()
             .as_ref()
-            .ok_or_else(|| invalid("config.json has no process".into()))?;
+            .ok_or_else(|| invalid(BundleError::NoProcess))?;
         if !process.args().as_ref().is_some_and(|a| !a.is_empty()) {
-            return Err(invalid("process.args is empty".into()));
+            return Err(invalid(BundleError::NoArgs));
         }
         if !process.cwd().is_absolute() {
-            return Err(invalid(format!(
-                "process.cwd {} is not absolute",
-                process.cwd().display()
-            )));
+            return Err(invalid(BundleError::RelativeCwd(process.cwd().clone())));
         }
         Ok(Bundle { dir, spec, rootfs })
     }
@@ -104,7 +98,7 @@ mod tests {
     #[test]
     fn missing_rootfs_is_named() {
         let dir = bundle_with(GOOD, false);
-        let msg = Bundle::load(dir.path()).unwrap_err().to_string();
+        let msg = husk_protocol::error_chain(&Bundle::load(dir.path()).unwrap_err());
         assert!(
             msg.contains("root.path") && msg.contains("does not exist"),
             "{msg}"
@@ -114,14 +108,13 @@ mod tests {
     #[test]
     fn process_is_checked() {
         let no_args = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}}"#;
-        let msg = Bundle::load(bundle_with(no_args, true).path())
-            .unwrap_err()
-            .to_string();
+        let msg = husk_protocol::error_chain(
+            &Bundle::load(bundle_with(no_args, true).path()).unwrap_err(),
+        );
         assert!(msg.contains("process.args"), "{msg}");
         let rel = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"tmp","user":{"uid":0,"gid":0}}}"#;
-        let msg = Bundle::load(bundle_with(rel, true).path())
-            .unwrap_err()
-            .to_string();
+        let msg =
+            husk_protocol::error_chain(&Bundle::load(bundle_with(rel, true).path()).unwrap_err());
         assert!(msg.contains("process.cwd"), "{msg}");
     }
 

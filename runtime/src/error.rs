@@ -34,12 +34,13 @@ pub enum RuntimeError {
         source: serde_json::Error,
     },
     /// The bundle or its spec is unusable (a missing rootfs, no process, ...).
-    #[error("invalid bundle {bundle}: {message}")]
+    #[error("invalid bundle {bundle}")]
     InvalidBundle {
         /// The bundle directory.
         bundle: PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BundleError,
     },
     /// A command-line argument is wrong (signal name, user, ...).
     #[error("{0}")]
@@ -255,3 +256,29 @@ impl From<nix::Error> for RuntimeError {
 
 /// The library's result type.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// What makes a bundle unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// `config.json` has no `root`.
+    #[error("config.json has no root")]
+    NoRoot,
+    /// `root.path` is not a directory.
+    #[error("root.path {} does not exist or is not a directory", .0.display())]
+    NoRootfs(PathBuf),
+    /// `config.json` has no `process`.
+    #[error("config.json has no process")]
+    NoProcess,
+    /// `process.args` is missing or empty.
+    #[error("process.args is empty")]
+    NoArgs,
+    /// `process.cwd` is relative.
+    #[error("process.cwd {} is not absolute", .0.display())]
+    RelativeCwd(PathBuf),
+    /// A mount cannot be carried into the guest.
+    #[error(transparent)]
+    Mount(#[from] crate::sandbox::share::ShareError),
+    /// `linux.namespaces` asks for what the guest cannot honour.
+    #[error(transparent)]
+    Namespaces(#[from] crate::sandbox::guest_spec::namespaces::NamespaceError),
+}

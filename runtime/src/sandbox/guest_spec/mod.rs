@@ -7,10 +7,9 @@
 pub mod namespaces;
 pub mod shm;
 
-use crate::error::RuntimeError;
+use crate::error::{BundleError, RuntimeError};
 use crate::network::NetworkMode;
 use crate::sandbox::share::{plan_binds, HostBind};
-use husk_protocol::error_chain;
 use namespaces::SandboxPids;
 use serde_json::Value;
 use std::path::Path;
@@ -53,9 +52,9 @@ pub fn for_guest(
     guest_share: &str,
     placement: Placement<'_>,
 ) -> Result<GuestSpec, RuntimeError> {
-    let bad_bundle = |message: String| RuntimeError::InvalidBundle {
+    let bad_bundle = |source: BundleError| RuntimeError::InvalidBundle {
         bundle: bundle.to_path_buf(),
-        message,
+        source,
     };
     let mut spec = serde_json::to_value(spec).map_err(|source| RuntimeError::Encode {
         what: "the spec",
@@ -65,13 +64,12 @@ pub fn for_guest(
         Placement::OwnVm { .. } => guest_share,
         Placement::PodMember { guest_dir, .. } => guest_dir,
     };
-    let binds =
-        plan_binds(&mut spec, bundle, guest_dir).map_err(|e| bad_bundle(error_chain(&e)))?;
+    let binds = plan_binds(&mut spec, bundle, guest_dir).map_err(|e| bad_bundle(e.into()))?;
     let pids = match placement {
         Placement::OwnVm { .. } => None,
         Placement::PodMember { sandbox, .. } => Some(sandbox),
     };
-    let network = namespaces::for_guest(&mut spec, pids).map_err(|e| bad_bundle(e.to_string()))?;
+    let network = namespaces::for_guest(&mut spec, pids).map_err(|e| bad_bundle(e.into()))?;
     let shared_shm = match placement {
         Placement::OwnVm { pod } => pod,
         Placement::PodMember { .. } => shm::joins_ipc(&spec),
