@@ -31,6 +31,9 @@ const CRI_SUBNET: &str = "10.89.0.0/24";
 pub const SHIM: &str = "containerd-shim-husk-v2";
 /// The longest one `ctr` command may take (a VM boots under nested emulation).
 const CTR_TIMEOUT_SECS: u32 = 300;
+/// The bound on each of [`Containerd::scrub`]'s `ctr` calls: a daemon that does not
+/// answer must not hold the suite past its testbed timeout.
+const SCRUB_CTR_TIMEOUT_SECS: u32 = 20;
 /// How long containerd may take to answer, and cleanups to finish.
 pub const SETTLE: Duration = Duration::from_secs(60);
 
@@ -131,8 +134,13 @@ impl Containerd {
 
     /// `ctr` for this daemon, in the suite's namespace, stdin /dev/null.
     pub fn ctr(&self) -> Command {
+        self.ctr_within(CTR_TIMEOUT_SECS)
+    }
+
+    /// [`Containerd::ctr`], killed after `secs` seconds.
+    fn ctr_within(&self, secs: u32) -> Command {
         let mut cmd = Command::new("timeout");
-        cmd.arg(CTR_TIMEOUT_SECS.to_string())
+        cmd.arg(secs.to_string())
             .arg("ctr")
             .arg("--address")
             .arg(self.dir.join("containerd.sock"))
@@ -367,32 +375,41 @@ impl Containerd {
     /// After a failed test: prints the logs of the sandboxes it left (the guest's
     /// console and the sandbox process's log), then removes everything it left, so
     /// that the tests after it start clean and fail only for their own reasons.
+    ///
+    /// What it prints goes straight to this process's stderr, past the test
+    /// harness's capture: a suite that then runs into its testbed timeout still
+    /// shows it. Each `ctr` call here is bounded by [`SCRUB_CTR_TIMEOUT_SECS`].
     pub fn scrub(&self) {
+        let mut report = String::new();
         for dir in self.store_entries() {
             for log in ["sandbox.log", "console.log"] {
                 let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 let from = lines.len().saturating_sub(40);
-                eprintln!(
-                    "--- {} (end) ---\n{}",
+                report += &format!(
+                    "--- {} (end) ---\n{}\n",
                     dir.join(log).display(),
                     lines[from..].join("\n")
                 );
             }
         }
+        report += &self.log_tail();
+        uncaptured(&format!("scrub: after a failed test\n{report}\n"));
+        let ctr = |args: &[&str]| self.ctr_within(SCRUB_CTR_TIMEOUT_SECS).args(args).output();
         let ids = |what: &str| -> Vec<String> {
-            let out = self.run(&[what, "ls", "-q"]);
-            text(&out.stdout).lines().map(str::to_owned).collect()
+            ctr(&[what, "ls", "-q"])
+                .map(|out| text(&out.stdout).lines().map(str::to_owned).collect())
+                .unwrap_or_default()
         };
         for id in ids("task") {
-            let _ = self.run(&["task", "kill", "--signal", "SIGKILL", &id]);
-            let _ = self.run(&["task", "rm", "--force", &id]);
+            let _ = ctr(&["task", "kill", "--signal", "SIGKILL", &id]);
+            let _ = ctr(&["task", "rm", "--force", &id]);
         }
         for id in ids("container") {
-            let _ = self.run(&["container", "rm", &id]);
+            let _ = ctr(&["container", "rm", &id]);
         }
         for (pid, what) in husk_processes() {
-            eprintln!("scrub: SIGKILL {pid} ({what})");
+            uncaptured(&format!("scrub: SIGKILL {pid} ({what})\n"));
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -615,4 +632,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         state = dir.join("state").display(),
         sock = dir.join("containerd.sock").display(),
     )
+}
+
+/// Writes `text` to this process's stderr directly, not through the test harness's
+/// capture of `eprintln!`.
+fn uncaptured(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
