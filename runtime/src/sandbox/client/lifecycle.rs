@@ -159,12 +159,31 @@ fn spawn_reporting(
     Ok((child, read))
 }
 
-/// Writes `pid` to `path` atomically (a temporary file renamed over it).
-fn write_pid_file(path: &Path, pid: u32) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("husk-tmp");
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| RuntimeError::io(format!("write the pid file {}", path.display()), e))
+/// Writes `pid` to `path` atomically, as runc does: a temporary file beside it,
+/// created exclusively (a file or symlink already at that name, planted by another
+/// local user say, is refused rather than followed or truncated), then renamed over
+/// `path` (which replaces whatever is there, a symlink included, without following
+/// it).
+pub(crate) fn write_pid_file(path: &Path, pid: u32) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.husk-tmp"));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut file| {
+            let written = file.write_all(pid.to_string().as_bytes());
+            written
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })
+        });
+    written.map_err(|e| RuntimeError::io(format!("write the pid file {}", path.display()), e))
 }
 
 /// Waits for a started child's report; a child that failed or did not report in
@@ -535,5 +554,51 @@ pub fn wait(_store: &Store, state: &ContainerState) -> Result<i32, RuntimeError>
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_pid_file;
+
+    #[test]
+    fn the_pid_file_is_written_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pid");
+        write_pid_file(&path, 42).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "42");
+        write_pid_file(&path, 43).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "43");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "a temporary was left: {names:?}");
+    }
+
+    /// Another local user who plants a symlink where the temporary goes does not get
+    /// the file it points to truncated or written.
+    #[test]
+    fn a_symlink_at_the_temporary_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("pid");
+        std::os::unix::fs::symlink(&victim, dir.path().join(".pid.husk-tmp")).unwrap();
+        let err = write_pid_file(&path, 42).unwrap_err();
+        assert!(err.to_string().contains("pid file"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!path.exists());
+    }
+
+    /// A symlink at the pid file itself is replaced, not written through.
+    #[test]
+    fn a_symlink_at_the_pid_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("pid");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_pid_file(&path, 42).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "42");
     }
 }

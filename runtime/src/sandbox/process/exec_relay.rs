@@ -174,5 +174,5 @@ pub fn run(plan: &ExecPlan, reporter: &mut Reporter) -> Result<i32, SandboxError
         .map_err(|e| SandboxError::Agent("wait for the process".into(), e))?;
     // Output left behind by a process it started may never end: drain, bounded.
     relay.finish_within(super::relay::DRAIN);
-    Ok(super::relay::exit_code(status))
+    Ok(super::exit::exit_code(status))
 }

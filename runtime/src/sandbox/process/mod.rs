@@ -2,6 +2,7 @@
 //! exec relay (`husk __exec`). Nothing here imports the client side.
 
 pub mod exec_relay;
+pub mod exit;
 pub mod pty;
 pub mod relay;
 pub mod run;

@@ -229,19 +229,3 @@ fn dup_std(fd: impl AsFd) -> Result<OwnedFd, SandboxError> {
 /// How long output may keep flowing after the process exited (a process it left
 /// behind may hold its stdout); then the VM stops, which ends every stream.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
-/// The exit status the sandbox reports when the VM ended before the container did.
-pub const VM_LOST_STATUS: i32 = 255;
-
-/// The shell convention for a status: the code, or 128 + the signal.
-pub fn exit_code(status: husk_protocol::ExitStatus) -> i32 {
-    match status {
-        husk_protocol::ExitStatus {
-            exit_code: Some(code),
-            ..
-        } => code,
-        husk_protocol::ExitStatus {
-            signal: Some(sig), ..
-        } => 128 + sig,
-        _ => VM_LOST_STATUS,
-    }
-}

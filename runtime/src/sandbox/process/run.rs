@@ -8,6 +8,7 @@
 //! creates the container in the guest, attaches the process's stdio, reports, and
 //! waits for the process to exit while forwarding the signals it receives.
 
+use super::exit;
 use super::relay::{attach, forward_signals, ProcessRef, Relay, Stdio};
 use super::vm::{SandboxVm, VmEvent};
 use crate::agent::Timeouts;
@@ -34,7 +35,8 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
-pub use super::relay::{DRAIN, VM_LOST_STATUS};
+pub use super::exit::VM_LOST_STATUS;
+pub use super::relay::DRAIN;
 
 /// Events the sandbox waits for.
 enum Event {
@@ -237,10 +239,7 @@ impl Sandbox {
         let _ = self.relay.finish_within(DRAIN);
         self.vm.stop();
         match status {
-            Some(ExitStatus {
-                signal: Some(sig), ..
-            }) => die_by(sig),
-            Some(status) => super::relay::exit_code(status),
+            Some(status) => exit::end_like(status),
             None => VM_LOST_STATUS,
         }
     }
@@ -253,23 +252,6 @@ fn guest_gone(e: &SandboxError) -> bool {
         e,
         SandboxError::Vm(_) | SandboxError::Agent(_, ClientError::ConnectRefused { .. })
     )
-}
-
-/// Ends this process by signal `sig`, as the container's process ended; if that
-/// signal cannot kill, exits with 128 + `sig` as shells report it.
-fn die_by(sig: i32) -> i32 {
-    if let Ok(signal) = Signal::try_from(sig) {
-        let mut set = SigSet::empty();
-        set.add(signal);
-        // The container's crash is not the VMM's: no core dump of this process (and
-        // of the guest's memory) on the host.
-        let _ = nix::sys::prctl::set_dumpable(false);
-        // SAFETY: restoring the default disposition of one signal; no handler runs.
-        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
-        let _ = set.thread_unblock();
-        let _ = nix::sys::signal::raise(signal);
-    }
-    128 + sig
 }
 
 /// Records the final OOM kill count of `stats` (if it has cgroup figures) in the
