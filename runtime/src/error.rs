@@ -63,6 +63,14 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// The state root exists but is not husk's alone.
+    #[error("state root {root} {problem}")]
+    UnsafeRoot {
+        /// The `--root` directory.
+        root: PathBuf,
+        /// What is wrong with it.
+        problem: RootProblem,
+    },
     /// A state file in the store is unreadable.
     #[error("corrupt state {path}")]
     CorruptState {
@@ -182,6 +190,7 @@ impl RuntimeError {
             | RuntimeError::InvalidBundle { .. }
             | RuntimeError::InvalidArgument(_)
             | RuntimeError::InvalidAnnotation { .. }
+            | RuntimeError::UnsafeRoot { .. }
             | RuntimeError::Hook(
                 crate::hooks::error::HookError::RelativePath { .. }
                 | crate::hooks::error::HookError::BadTimeout { .. },
@@ -281,4 +290,23 @@ pub enum BundleError {
     /// `linux.namespaces` asks for what the guest cannot honour.
     #[error(transparent)]
     Namespaces(#[from] crate::sandbox::guest_spec::namespaces::NamespaceError),
+}
+
+/// Why a state root is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RootProblem {
+    /// Another user owns it.
+    #[error("is owned by uid {owner}, not by husk's user (uid {user})")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// The user running husk.
+        user: u32,
+    },
+    /// Its group or others may write it.
+    #[error("is writable by its group or by others (mode {mode:o}); make it 0700")]
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
 }

@@ -1,7 +1,7 @@
 //! The on-disk store of container states, with atomic writes and `flock` locking.
 
 use super::{validate_id, ContainerState};
-use crate::error::RuntimeError;
+use crate::error::{RootProblem, RuntimeError};
 use husk_protocol::error_chain;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, RenameFlags};
@@ -44,7 +44,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the directory (mode 0700) if needed.
+    /// Opens the store at `root`, creating the directory (mode 0700) if needed. An
+    /// existing root (creating fails on anything but a directory) must be husk's own
+    /// user's, and no other user may write it: whoever can change the store can make husk act on another container's
+    /// sockets and processes.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let root = root.into();
         fs::DirBuilder::new()
@@ -52,6 +55,24 @@ impl Store {
             .mode(0o700)
             .create(&root)
             .map_err(|e| RuntimeError::io(format!("create state root {}", root.display()), e))?;
+        let meta = fs::metadata(&root)
+            .map_err(|e| RuntimeError::io(format!("state root {}", root.display()), e))?;
+        let unsafe_root = |problem| RuntimeError::UnsafeRoot {
+            root: root.clone(),
+            problem,
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(unsafe_root(RootProblem::Owner {
+                owner: meta.uid(),
+                user: me,
+            }));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(unsafe_root(RootProblem::Writable {
+                mode: meta.mode() & 0o7777,
+            }));
+        }
         Ok(Store { root })
     }
 

@@ -267,3 +267,43 @@ fn each_verb_applies_in_the_states_runc_allows() {
     );
     assert_eq!(allowed(|s| s.can_delete(true)), all);
 }
+
+/// A `--root` another user could change is refused, naming what is wrong; one of
+/// husk's own user with mode 0700 (or 0755) is used.
+#[test]
+fn a_state_root_others_can_change_is_refused() {
+    use crate::error::{ErrorKind, RootProblem};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    Store::open(&root).unwrap();
+    let mode = |m| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o755);
+    Store::open(&root).unwrap();
+    for bad in [0o777, 0o775, 0o1777] {
+        mode(bad);
+        let err = Store::open(&root).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RuntimeError::UnsafeRoot {
+                    problem: RootProblem::Writable { .. },
+                    ..
+                }
+            ),
+            "{bad:o}: {err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("writable"), "{err}");
+    }
+    mode(0o700);
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = husk_protocol::error_chain(&Store::open(&file).unwrap_err());
+    assert!(err.contains("state root") && err.contains("file"), "{err}");
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&root, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let err = Store::open(&root).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+}
