@@ -41,6 +41,15 @@ pub struct AgentError {
 }
 
 impl AgentError {
+    /// The error as a host shows it: the guest chose the message, so its control
+    /// characters are escaped and its length bounded ([`crate::text::printable`]).
+    pub fn from_guest(self) -> Self {
+        AgentError {
+            code: self.code,
+            message: crate::text::printable(&self.message, crate::text::MAX_MESSAGE_CHARS),
+        }
+    }
+
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AgentError {

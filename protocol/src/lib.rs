@@ -34,6 +34,7 @@ pub mod network;
 pub mod procfs;
 pub mod ratelimit;
 pub mod stdio;
+pub mod text;
 
 pub use error::{AgentError, ErrorCode};
 pub use error_chain::error_chain;

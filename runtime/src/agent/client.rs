@@ -97,7 +97,7 @@ impl<S: Transport> AgentClient<S> {
             HelloReply::Refused(e) if e.code == husk_protocol::ErrorCode::VersionMismatch => {
                 return Err(ClientError::VersionMismatch { detail: e.message })
             }
-            HelloReply::Refused(e) => return Err(ClientError::Refused(e)),
+            HelloReply::Refused(e) => return Err(ClientError::Refused(e.from_guest())),
         };
         Ok(AgentClient {
             stream,
@@ -297,7 +297,9 @@ impl<S: Transport> AgentClient<S> {
                 got: response.id,
             });
         }
-        response.result.map_err(ClientError::Agent)
+        response
+            .result
+            .map_err(|e| ClientError::Agent(e.from_guest()))
     }
 
     /// Reads the `Ready` answer that starts a raw transfer.

@@ -69,7 +69,7 @@ pub fn stream_hello<S: Transport>(
         StreamHelloReply::Refused(e) if e.code == ErrorCode::VersionMismatch => {
             return Err(ClientError::VersionMismatch { detail: e.message })
         }
-        StreamHelloReply::Refused(e) => return Err(ClientError::Refused(e)),
+        StreamHelloReply::Refused(e) => return Err(ClientError::Refused(e.from_guest())),
     }
     let clear = |e| ClientError::from_io(e, during, timeout);
     stream.set_read_timeout(None).map_err(clear)?;

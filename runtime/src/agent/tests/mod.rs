@@ -268,4 +268,27 @@ fn a_busy_agent_refusal_is_reported() {
     fake.join();
 }
 
+/// A guest's error message reaches the operator's terminal escaped and bounded: no
+/// terminal escape sequence, no 4 MiB error line.
+#[test]
+fn a_hostile_error_message_is_escaped_and_bounded() {
+    let fake = Fake::start(|mut stream| {
+        handshake(&mut stream);
+        let request: Request = read_frame(&mut stream).unwrap();
+        let message = format!("\x1b]0;owned\x07\x1b[2J{}", "x".repeat(1 << 20));
+        let answer = Response {
+            id: request.id,
+            result: Err(AgentError::new(ErrorCode::Internal, message)),
+        };
+        write_frame(&mut stream, &answer).unwrap();
+    });
+    let mut client = AgentClient::connect(&fake.path, AGENT_PORT, short()).unwrap();
+    let err = client.health().unwrap_err();
+    let shown = husk_protocol::error_chain(&err);
+    assert!(!shown.chars().any(char::is_control), "{:?}", &shown[..80]);
+    assert!(shown.len() < 4096, "{} bytes", shown.len());
+    assert!(shown.contains("\\u{1b}]0;owned"), "{:?}", &shown[..80]);
+    fake.join();
+}
+
 mod containers;
