@@ -22,6 +22,8 @@ pub struct BoundedLog {
     file: File,
     left: u64,
     noted: bool,
+    /// What the log is, for the line that says it is full.
+    what: &'static str,
     /// The last bytes seen, as long as the readiness prefix (the UART writes a byte
     /// at a time).
     window: Vec<u8>,
@@ -40,15 +42,35 @@ impl std::fmt::Debug for BoundedLog {
 }
 
 impl BoundedLog {
-    /// Creates (truncates) `path`.
+    /// Creates (truncates) `path`, the guest console's log.
     pub fn create(path: &Path, max: u64, ready: OnReady) -> std::io::Result<BoundedLog> {
         Ok(BoundedLog {
             file: File::create(path)?,
             left: max,
             noted: false,
+            what: "console log",
             window: Vec::with_capacity(READY_PREFIX.len()),
             rest: None,
             ready: Some(ready),
+        })
+    }
+
+    /// Opens `path` (`what`: the sandbox log, say) to append at most `max` bytes more,
+    /// without a readiness watch: a log whose lines the guest can cause.
+    pub fn append(path: &Path, max: u64, what: &'static str) -> std::io::Result<BoundedLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let left = max.saturating_sub(file.metadata()?.len());
+        Ok(BoundedLog {
+            file,
+            left,
+            noted: false,
+            what,
+            window: Vec::new(),
+            rest: None,
+            ready: None,
         })
     }
 
@@ -90,8 +112,11 @@ impl Write for BoundedLog {
             self.left -= keep as u64;
         } else if !self.noted && !buf.is_empty() {
             self.noted = true;
-            self.file
-                .write_all(b"\n[husk: console log limit reached; the rest is dropped]\n")?;
+            let note = format!(
+                "\n[husk: {} limit reached; the rest is dropped]\n",
+                self.what
+            );
+            self.file.write_all(note.as_bytes())?;
         }
         // Everything counts as written: the guest must never block on its console.
         Ok(buf.len())
@@ -165,6 +190,31 @@ mod tests {
             "0123456789\n[husk: console log limit reached; the rest is dropped]\n"
         );
         let _ = std::fs::remove_file(path);
+    }
+
+    /// The sandbox log keeps what earlier sandbox processes wrote and counts it
+    /// against its bound: a guest that makes the VMM log without end fills it once.
+    #[test]
+    fn an_appended_log_counts_what_it_holds_already() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.log");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let mut log = BoundedLog::append(&path, 12, "sandbox log").unwrap();
+        for _ in 0..1000 {
+            assert_eq!(log.write(b"flood\n").unwrap(), 6);
+        }
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "earlier\nfloo\n[husk: sandbox log limit reached; the rest is dropped]\n"
+        );
+        let mut full = BoundedLog::append(&path, 12, "sandbox log").unwrap();
+        full.write_all(b"later").unwrap();
+        drop(full);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(!after.contains("later"), "{after:?}");
+        assert!(after.len() < text.len() * 2, "{after:?}");
     }
 
     #[test]

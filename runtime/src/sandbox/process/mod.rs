@@ -8,10 +8,15 @@ pub mod relay;
 pub mod run;
 pub mod vm;
 
+use crate::sandbox::console_log::BoundedLog;
 use crate::sandbox::plan::{Report, Reporter, EXEC_COMMAND, SANDBOX_COMMAND};
 use exec_relay::{ExecPlan, EXEC_PLAN_ENV};
 use husk_protocol::error_chain;
 use std::path::PathBuf;
+
+/// The most a container's `sandbox.log` grows to; past it one line says so and the
+/// rest is dropped.
+pub const SANDBOX_LOG_MAX: u64 = 4 << 20;
 
 /// The hidden commands' entry points: `husk __sandbox DIR` and `husk __exec`.
 pub fn hidden_main(command: &str, args: &[String]) -> Option<i32> {
@@ -19,11 +24,10 @@ pub fn hidden_main(command: &str, args: &[String]) -> Option<i32> {
         SANDBOX_COMMAND => {
             let dir = args.first().map(PathBuf::from)?;
             // The VMM's and virtiofsd's own messages go to the container's
-            // sandbox.log (its stderr is the container's).
-            if let Ok(file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("sandbox.log"))
+            // sandbox.log (its stderr is the container's), bounded: the guest can
+            // cause some of them.
+            if let Ok(file) =
+                BoundedLog::append(&dir.join("sandbox.log"), SANDBOX_LOG_MAX, "sandbox log")
             {
                 let _ = tracing_subscriber::fmt()
                     .with_writer(std::sync::Mutex::new(file))
