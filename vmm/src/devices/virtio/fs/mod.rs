@@ -295,8 +295,10 @@ impl VirtioDevice for Fs {
 
     fn process_backend(&mut self) {
         // The backend never writes unasked (no backend-request channel is set up), and
-        // replies are read synchronously: a readable socket with nothing to peek is a
-        // hang-up.
+        // replies are read synchronously under the device's lock: a readable socket
+        // with nothing to peek is a hang-up, and one with bytes to peek is a backend
+        // that broke the protocol (left there, they would wake the event loop
+        // forever). Either ends the device.
         let mut byte = [0u8; 1];
         // SAFETY: recv into a 1-byte buffer we own, on a socket we own; non-blocking
         // peek, the result is checked.
@@ -308,20 +310,23 @@ impl VirtioDevice for Fs {
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
             )
         };
-        let gone = match n {
-            0 => true,
-            n if n > 0 => false,
+        let what = match n {
+            0 => "went away",
+            n if n > 0 => "sent bytes it was not asked for",
             _ => {
                 let err = std::io::Error::last_os_error();
-                !matches!(
+                if matches!(
                     err.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                )
+                ) {
+                    return;
+                }
+                "went away"
             }
         };
-        if gone && self.failure.is_none() {
+        if self.failure.is_none() {
             let reason = format!(
-                "the virtio-fs backend (vhost-user) of share {:?} went away",
+                "the virtio-fs backend (vhost-user) of share {:?} {what}",
                 self.tag
             );
             tracing::error!("{reason}");

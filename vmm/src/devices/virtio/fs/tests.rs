@@ -120,6 +120,22 @@ fn a_backend_that_is_still_there_is_no_failure() {
     drop(theirs);
 }
 
+/// A backend that writes what nobody asked for ends the device, rather than leaving
+/// the bytes to wake the VMM's event loop forever.
+#[test]
+fn a_backend_that_writes_unasked_is_a_failure() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let backend = scripted_backend(theirs.try_clone().unwrap());
+    let mut fs = Fs::with_stream(ours, "test".into(), "rootfs").unwrap();
+    backend.join().unwrap();
+    (&theirs).write_all(b"garbage").unwrap();
+    fs.process_backend();
+    let failure = fs.backend_failure().expect("unasked bytes noticed");
+    assert!(failure.contains("not asked for"), "{failure}");
+    assert!(failure.contains("\"rootfs\""), "{failure}");
+    drop(theirs);
+}
+
 /// A ready queue of 16 entries with its rings at `base` in guest memory.
 fn ready_queue(base: u64) -> Queue {
     let mut q = Queue::new(QUEUE_SIZE).unwrap();
