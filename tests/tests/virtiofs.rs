@@ -106,13 +106,19 @@ fn set_xattr(path: &Path, name: &str, value: &str) {
 }
 
 fn get_xattr(path: &Path, name: &str) -> String {
+    try_get_xattr(path, name).unwrap_or_else(|e| panic!("getxattr {name}: {e}"))
+}
+
+fn try_get_xattr(path: &Path, name: &str) -> std::io::Result<String> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     let mut buf = [0u8; 256];
     // SAFETY: NUL-terminated path and name; the buffer is ours and its length passed.
     let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(len >= 0, "getxattr: {}", std::io::Error::last_os_error());
-    String::from_utf8_lossy(&buf[..len as usize]).into_owned()
+    if len < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(String::from_utf8_lossy(&buf[..len as usize]).into_owned())
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -201,6 +207,38 @@ fn files_modes_owners_and_xattrs_cross_both_ways() {
     let missing = guest.run(&["read", "/nothing-here"]);
     assert_eq!(missing.exit_code, Some(1), "{missing:?}");
     assert!(missing.stderr.contains("No such file"), "{missing:?}");
+    guest.power_off();
+}
+
+/// The guest owns its VM, not the host's files: the `trusted.*` and `security.*`
+/// attributes it sets on a read-write share land under `user.virtiofs.` on the host
+/// (virtiofsd's `--xattrmap`), so a `security.capability` it writes never gives a
+/// host file capabilities; in the guest they read back as set.
+#[test]
+#[ignore = "needs hardware KVM: run through tests/run.sh (testbed)"]
+fn a_guest_cannot_set_trusted_or_security_xattrs_on_host_files() {
+    let work = Work::new("xattr-map");
+    let share = work.share();
+    let host_file = share.join("target");
+    std::fs::write(&host_file, "a host file").unwrap();
+    let mut guest = FsGuest::boot(&work.dir, &share);
+    for name in ["trusted.husk", "security.husk"] {
+        guest.check(&["set-xattr", "/target", name, "from-guest"]);
+        assert_eq!(
+            guest.check(&["get-xattr", "/target", name]),
+            "value=from-guest"
+        );
+        let on_host = try_get_xattr(&host_file, name);
+        assert_eq!(
+            on_host.as_ref().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::ENODATA)),
+            "the guest set {name} on a host file: {on_host:?}"
+        );
+        assert_eq!(
+            get_xattr(&host_file, &format!("user.virtiofs.{name}")),
+            "from-guest"
+        );
+    }
     guest.power_off();
 }
 

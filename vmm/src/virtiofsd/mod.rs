@@ -23,6 +23,25 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The guest's `trusted.*` and `security.*` extended attributes, kept under
+/// `user.virtiofs.` on the host: a guest that sets `security.capability` on a file of
+/// a read-write bind gives it file capabilities in its own view only, never to a host
+/// user who runs it, and host `trusted.*` attributes stay out of its reach. Every
+/// other name (`user.*`, POSIX ACLs) passes as it is.
+pub const XATTR_MAP: &str =
+    ":prefix:all:trusted.:user.virtiofs.::prefix:all:security.:user.virtiofs.::ok:all:::";
+/// The most descriptors one virtiofsd may hold (its own default is about a million,
+/// with one per inode the guest looks up when file handles are unavailable), or the
+/// VMM's own hard limit where that is lower (virtiofsd cannot raise it past that).
+pub const RLIMIT_NOFILE: u64 = 65536;
+
+/// `--rlimit-nofile`'s value: [`RLIMIT_NOFILE`], or this process's hard limit if lower.
+fn rlimit_nofile() -> String {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(RLIMIT_NOFILE, |(_, hard)| hard);
+    RLIMIT_NOFILE.min(hard).to_string()
+}
+
 /// How often the socket is tried while virtiofsd starts.
 const CONNECT_RETRY: Duration = Duration::from_millis(5);
 /// How long virtiofsd gets to stop on SIGTERM before it is killed.
@@ -162,6 +181,11 @@ impl Virtiofsd {
                 "--sandbox",
                 "namespace",
                 "--xattr",
+                "--xattrmap",
+                XATTR_MAP,
+                "--inode-file-handles=prefer",
+                "--rlimit-nofile",
+                &rlimit_nofile(),
                 "--cache",
                 &config.cache,
             ])
