@@ -9,7 +9,7 @@
 //! A bind onto `/dev/shm` becomes a tmpfs in the guest: shared memory cannot cross
 //! the VM boundary.
 
-use husk_vmm::virtiofsd::layout::{EntryKind, ShareEntry, ShareLayout};
+use husk_vmm::virtiofsd::layout::{Access, EntryKind, ShareEntry, ShareLayout};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -155,7 +155,7 @@ pub fn layout(rootfs: &Path, binds: &[HostBind], pod_share: Option<&Path>) -> Sh
         source: rootfs.to_path_buf(),
         target: "rootfs".into(),
         kind: EntryKind::Dir,
-        readonly: false,
+        access: Access::ReadWrite,
     }];
     entries.extend(binds.iter().map(|b| ShareEntry {
         source: b.source.clone(),
@@ -165,14 +165,20 @@ pub fn layout(rootfs: &Path, binds: &[HostBind], pod_share: Option<&Path>) -> Sh
         } else {
             EntryKind::File
         },
-        readonly: b.readonly,
+        access: if b.readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        },
     }));
     if let Some(dir) = pod_share {
         entries.push(ShareEntry {
             source: dir.to_path_buf(),
             target: MEMBERS_DIR.into(),
             kind: EntryKind::Dir,
-            readonly: false,
+            // The guest writes in its members' trees, never in the directory that
+            // holds them: the host walks that one by path to add and remove members.
+            access: Access::FixedTree,
         });
     }
     ShareLayout {
@@ -242,7 +248,19 @@ mod tests {
             ]
         );
         assert_eq!(layout.entries[1].kind, EntryKind::File);
-        assert!(layout.entries[1].readonly);
+        assert_eq!(layout.entries[1].access, Access::ReadOnly);
+        assert_eq!(layout.entries[2].access, Access::ReadWrite);
+        // A pod's member directory: the guest cannot make, remove or replace its
+        // entries (the host walks them by path).
+        let pod = super::layout(
+            Path::new("/b/rootfs"),
+            &binds,
+            Some(Path::new("/s/containers")),
+        );
+        let members = pod.entries.last().unwrap();
+        assert_eq!(members.target, PathBuf::from(MEMBERS_DIR));
+        assert_eq!(members.access, Access::FixedTree);
+        assert!(pod.receive_host_mounts);
     }
 
     #[test]

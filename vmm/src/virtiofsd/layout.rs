@@ -29,6 +29,21 @@ pub enum EntryKind {
     File,
 }
 
+/// What the guest may do through an entry of the share (enforced on the host side,
+/// in virtiofsd's namespace: a guest that owns its kernel still cannot write
+/// through a read-only entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write.
+    ReadWrite,
+    /// Read only, with every mount below it (`mount_setattr(AT_RECURSIVE)`).
+    ReadOnly,
+    /// The entry's own directory read-only (no entry in it can be made, removed or
+    /// replaced), while what the host mounts below it later keeps its own flags: a
+    /// pod's member directory, whose members' root file systems are writable.
+    FixedTree,
+}
+
 /// One host path placed in the share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareEntry {
@@ -39,8 +54,8 @@ pub struct ShareEntry {
     pub target: PathBuf,
     /// Directory or file.
     pub kind: EntryKind,
-    /// Bind it read-only.
-    pub readonly: bool,
+    /// What the guest may do through it.
+    pub access: Access,
 }
 
 /// The contents of a share assembled on a tmpfs, in order.
@@ -74,8 +89,16 @@ pub enum LayoutError {
 enum Step {
     Mkdir(CString),
     Touch(CString),
-    Bind { source: CString, target: CString },
-    ReadOnly(CString),
+    Bind {
+        source: CString,
+        target: CString,
+    },
+    /// A read-only remount of the mount at the path, with those below it when
+    /// `recursive`.
+    ReadOnly {
+        target: CString,
+        recursive: bool,
+    },
 }
 
 /// A layout turned into system calls on ready-made strings, for a child after `fork`.
@@ -112,8 +135,16 @@ impl PreparedLayout {
                 source: c_path(&entry.source)?,
                 target: target.clone(),
             });
-            if entry.readonly {
-                steps.push(Step::ReadOnly(target));
+            match entry.access {
+                Access::ReadWrite => {}
+                Access::ReadOnly => steps.push(Step::ReadOnly {
+                    target,
+                    recursive: true,
+                }),
+                Access::FixedTree => steps.push(Step::ReadOnly {
+                    target,
+                    recursive: false,
+                }),
             }
         }
         Ok(PreparedLayout {
@@ -164,17 +195,50 @@ impl PreparedLayout {
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     none,
                 )?,
-                Step::ReadOnly(target) => mount(
+                Step::ReadOnly {
+                    target,
+                    recursive: false,
+                } => mount(
                     none,
                     target.as_c_str(),
                     none,
                     MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
                     none,
                 )?,
+                Step::ReadOnly {
+                    target,
+                    recursive: true,
+                } => read_only_recursively(target)?,
             }
         }
         Ok(())
     }
+}
+
+/// Makes the mount at `target` and every mount below it read-only.
+fn read_only_recursively(target: &CStr) -> Result<(), Errno> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on a NUL-terminated path, with a mount_attr of the size
+    // passed that lives for the call; a system call only (safe after fork).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// The components of a relative path with nothing but names in it.
@@ -201,12 +265,12 @@ fn c_path(path: &Path) -> Result<CString, LayoutError> {
 mod tests {
     use super::*;
 
-    fn entry(source: &str, target: &str, kind: EntryKind, readonly: bool) -> ShareEntry {
+    fn entry(source: &str, target: &str, kind: EntryKind, access: Access) -> ShareEntry {
         ShareEntry {
             source: source.into(),
             target: target.into(),
             kind,
-            readonly,
+            access,
         }
     }
 
@@ -214,9 +278,15 @@ mod tests {
     fn steps_make_each_directory_once_and_remount_read_only_entries() {
         let layout = ShareLayout {
             entries: vec![
-                entry("/b/rootfs", "c1/rootfs", EntryKind::Dir, false),
-                entry("/h/hosts", "c1/mounts/0", EntryKind::File, true),
-                entry("/h/dir", "./c1/mounts/1", EntryKind::Dir, true),
+                entry("/b/rootfs", "c1/rootfs", EntryKind::Dir, Access::ReadWrite),
+                entry("/h/hosts", "c1/mounts/0", EntryKind::File, Access::ReadOnly),
+                entry("/h/dir", "./c1/mounts/1", EntryKind::Dir, Access::ReadOnly),
+                entry(
+                    "/p/members",
+                    "containers",
+                    EntryKind::Dir,
+                    Access::FixedTree,
+                ),
             ],
             receive_host_mounts: false,
         };
@@ -234,7 +304,11 @@ mod tests {
                         target.to_str().unwrap()
                     )
                 }
-                Step::ReadOnly(p) => format!("ro {}", p.to_str().unwrap()),
+                Step::ReadOnly { target, recursive } => format!(
+                    "ro{} {}",
+                    if *recursive { " -r" } else { "" },
+                    target.to_str().unwrap()
+                ),
             })
             .collect();
         assert_eq!(
@@ -246,10 +320,13 @@ mod tests {
                 "mkdir /s/c1/mounts",
                 "touch /s/c1/mounts/0",
                 "bind /h/hosts /s/c1/mounts/0",
-                "ro /s/c1/mounts/0",
+                "ro -r /s/c1/mounts/0",
                 "mkdir /s/c1/mounts/1",
                 "bind /h/dir /s/c1/mounts/1",
-                "ro /s/c1/mounts/1",
+                "ro -r /s/c1/mounts/1",
+                "mkdir /s/containers",
+                "bind /p/members /s/containers",
+                "ro /s/containers",
             ]
         );
     }
@@ -258,14 +335,14 @@ mod tests {
     fn bad_targets_and_sources_are_refused() {
         for target in ["", "/abs", "a/../../b", ".."] {
             let layout = ShareLayout {
-                entries: vec![entry("/x", target, EntryKind::Dir, false)],
+                entries: vec![entry("/x", target, EntryKind::Dir, Access::ReadWrite)],
                 receive_host_mounts: false,
             };
             let err = PreparedLayout::new(Path::new("/s"), &layout).unwrap_err();
             assert!(matches!(err, LayoutError::BadTarget(_)), "{target}: {err}");
         }
         let layout = ShareLayout {
-            entries: vec![entry("rel", "a", EntryKind::Dir, false)],
+            entries: vec![entry("rel", "a", EntryKind::Dir, Access::ReadWrite)],
             receive_host_mounts: false,
         };
         let err = PreparedLayout::new(Path::new("/s"), &layout).unwrap_err();

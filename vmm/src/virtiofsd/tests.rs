@@ -170,7 +170,7 @@ fn inherited_descriptors_do_not_reach_virtiofsd() {
 /// before or after.
 #[test]
 fn a_layout_is_private_to_virtiofsd() {
-    use layout::{EntryKind, ShareEntry};
+    use layout::{Access, EntryKind, ShareEntry};
     let s = Scratch::new("layout");
     let host = s.dir.join("host");
     std::fs::create_dir_all(host.join("dir")).unwrap();
@@ -185,16 +185,26 @@ fn a_layout_is_private_to_virtiofsd() {
         out = out.display()
     ));
     let mut config = s.config(script);
-    let entry = |source: PathBuf, target: &str, kind, readonly| ShareEntry {
+    let entry = |source: PathBuf, target: &str, kind, access| ShareEntry {
         source,
         target: target.into(),
         kind,
-        readonly,
+        access,
     };
     config.layout = Some(ShareLayout {
         entries: vec![
-            entry(host.join("hosts"), "c/mounts/0", EntryKind::File, true),
-            entry(host.join("dir"), "c/mounts/1", EntryKind::Dir, false),
+            entry(
+                host.join("hosts"),
+                "c/mounts/0",
+                EntryKind::File,
+                Access::ReadOnly,
+            ),
+            entry(
+                host.join("dir"),
+                "c/mounts/1",
+                EntryKind::Dir,
+                Access::ReadWrite,
+            ),
         ],
         receive_host_mounts: false,
     });
@@ -212,4 +222,73 @@ fn a_layout_is_private_to_virtiofsd() {
         left.is_empty(),
         "the host sees {left:?} in the shared directory"
     );
+}
+
+/// Read-only is enforced where the guest cannot undo it, and for every mount below
+/// a read-only entry; a pod's member directory takes no new entries from the guest
+/// while what is mounted below it stays writable.
+#[test]
+fn read_only_entries_hold_for_their_submounts_and_fixed_trees_for_their_entries() {
+    use layout::{Access, EntryKind, ShareEntry};
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let s = Scratch::new("layout-ro");
+    let host = s.dir.join("host");
+    for dir in ["ro/sub", "members/m1"] {
+        std::fs::create_dir_all(host.join(dir)).unwrap();
+    }
+    let tmpfs = |at: &str| {
+        mount(
+            Some("husk-test"),
+            &host.join(at),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64k"),
+        )
+        .expect("mount a tmpfs (needs root)");
+    };
+    tmpfs("ro/sub");
+    tmpfs("members/m1");
+    let out = s.dir.join("out");
+    let attempt = |what: &str, path: &str| {
+        format!(
+            "(echo x > \"$4/{path}\") 2>/dev/null && echo {what}=written >> {out} || echo {what}=refused >> {out}; ",
+            out = out.display()
+        )
+    };
+    let script = s.script(&format!(
+        "{}{}{}{}exit 3",
+        attempt("ro-top", "ro/new"),
+        attempt("ro-submount", "ro/sub/new"),
+        attempt("fixed-top", "containers/planted"),
+        attempt("fixed-member", "containers/m1/new"),
+    ));
+    let mut config = s.config(script);
+    config.layout = Some(ShareLayout {
+        entries: vec![
+            ShareEntry {
+                source: host.join("ro"),
+                target: "ro".into(),
+                kind: EntryKind::Dir,
+                access: Access::ReadOnly,
+            },
+            ShareEntry {
+                source: host.join("members"),
+                target: "containers".into(),
+                kind: EntryKind::Dir,
+                access: Access::FixedTree,
+            },
+        ],
+        receive_host_mounts: false,
+    });
+    let err = Virtiofsd::start(&config).unwrap_err();
+    let seen = std::fs::read_to_string(&out);
+    for at in ["ro/sub", "members/m1"] {
+        let _ = umount2(&host.join(at), MntFlags::MNT_DETACH);
+    }
+    assert!(err.to_string().contains("exit status: 3"), "{err}");
+    assert_eq!(
+        seen.unwrap(),
+        "ro-top=refused\nro-submount=refused\nfixed-top=refused\nfixed-member=written\n"
+    );
+    assert!(!host.join("members/planted").exists());
 }
