@@ -192,7 +192,7 @@ fn remove_mount_points(path: &Path) -> Result<(), PodShareError> {
 /// virtiofsd may still hold files open in the propagated copy.
 fn detach(path: &Path) -> Result<(), PodShareError> {
     loop {
-        match umount2(path, MntFlags::MNT_DETACH) {
+        match umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => continue,
             Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(fail("unmount", path)(e)),

@@ -123,3 +123,44 @@ fn a_tree_with_data_in_it_is_not_deleted() {
     remove_mount_points(&member).unwrap();
     assert!(!member.exists());
 }
+
+/// A symlink where a member's mount should be (which the guest cannot plant now
+/// that the member directory is read-only in the share, but which the host must not
+/// follow anyway) is not followed: the mount it points at stays, the member goes.
+#[test]
+fn removing_a_member_never_unmounts_through_a_symlink() {
+    if !is_root() {
+        eprintln!("skipped: needs root (mounts)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = tmp.path().join("sandbox");
+    let elsewhere = tmp.path().join("elsewhere");
+    for d in [&sandbox, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    mount(
+        Some("husk-test"),
+        &elsewhere,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=64k"),
+    )
+    .unwrap();
+    std::fs::write(elsewhere.join("keep"), "precious").unwrap();
+    let pod = PodShare::of(&sandbox);
+    pod.create().unwrap();
+    let mounts = pod.dir().join("m1/mounts");
+    std::fs::create_dir_all(&mounts).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, mounts.join("0")).unwrap();
+    let removed = pod.remove("m1");
+    let still = std::fs::read_to_string(elsewhere.join("keep"));
+    let _ = umount2(&elsewhere, MntFlags::MNT_DETACH);
+    assert_eq!(still.unwrap(), "precious", "the host mount was taken away");
+    // The symlink is not a mount point husk made: reported, not deleted through.
+    let err = removed.unwrap_err();
+    assert!(err.to_string().contains("m1/mounts/0"), "{err}");
+    let _ = std::fs::remove_file(mounts.join("0"));
+    pod.remove("m1").unwrap();
+    pod.destroy().unwrap();
+}
