@@ -17,6 +17,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::mkdir;
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -217,20 +218,33 @@ impl PreparedLayout {
 
 /// Makes the mount at `target` and every mount below it read-only.
 fn read_only_recursively(target: &CStr) -> Result<(), Errno> {
+    set_read_only(None, target, libc::AT_RECURSIVE)
+}
+
+/// `mount_setattr(dir, path, flags)` setting `MOUNT_ATTR_RDONLY` (`dir` `None`: the
+/// working directory): `flags` takes `AT_RECURSIVE` (every mount below too) and
+/// `AT_EMPTY_PATH` (the mount of `dir` itself, an `open_tree` descriptor say). A
+/// system call only: safe after `fork`.
+pub fn set_read_only(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    flags: libc::c_int,
+) -> Result<(), Errno> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
     let attr = libc::mount_attr {
         attr_set: libc::MOUNT_ATTR_RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: mount_setattr on a NUL-terminated path, with a mount_attr of the size
-    // passed that lives for the call; a system call only (safe after fork).
+    // SAFETY: `path` is NUL-terminated, `dirfd` is AT_FDCWD or borrowed for the
+    // call, and the mount_attr passed lives for the call with the size given.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::AT_RECURSIVE,
+            dirfd,
+            path.as_ptr(),
+            flags,
             &attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )

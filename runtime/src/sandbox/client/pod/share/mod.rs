@@ -11,9 +11,10 @@
 //! write through a read-only bind.
 
 use crate::sandbox::share::HostBind;
+use husk_vmm::virtiofsd::layout::set_read_only;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -231,29 +232,12 @@ fn attach_copy(source: &Path, target: &Path, readonly: bool) -> Result<(), PodSh
     // SAFETY: open_tree just returned this descriptor; nothing else owns it.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     if readonly {
-        let attr = libc::mount_attr {
-            attr_set: libc::MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        // SAFETY: mount_setattr on the descriptor just opened, with an empty
-        // NUL-terminated path and a mount_attr of the size passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-                &attr as *const libc::mount_attr,
-                std::mem::size_of::<libc::mount_attr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(io_fail("make read-only the copy of", source)(
-                std::io::Error::last_os_error(),
-            ));
-        }
+        set_read_only(
+            Some(tree.as_fd()),
+            c"",
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+        )
+        .map_err(|e| io_fail("make read-only the copy of", source)(e.into()))?;
     }
     // SAFETY: move_mount of the detached tree onto a NUL-terminated target path.
     let rc = unsafe {
