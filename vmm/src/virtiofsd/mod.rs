@@ -15,7 +15,7 @@ pub mod layout;
 use layout::{LayoutError, PreparedLayout, ShareLayout};
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,10 @@ const CONNECT_RETRY: Duration = Duration::from_millis(5);
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Lines of virtiofsd's stderr kept for error messages.
 const STDERR_LINES: usize = 20;
+/// The longest line of virtiofsd's stderr kept or logged, in characters.
+const STDERR_LINE_MAX: usize = 512;
+/// The most bytes read as one line of virtiofsd's stderr.
+const STDERR_READ_MAX: u64 = 4096;
 /// How long an exited virtiofsd's last stderr lines may take to be read.
 const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
@@ -337,16 +341,62 @@ impl Drop for Virtiofsd {
     }
 }
 
-/// Keeps the last [`STDERR_LINES`] lines of virtiofsd's stderr and logs them.
-fn keep_stderr(pipe: std::process::ChildStderr, lines: &Mutex<VecDeque<String>>) {
-    for line in BufReader::new(pipe).lines() {
-        let Ok(line) = line else { break };
-        tracing::info!("virtiofsd: {line}");
+/// Keeps the last [`STDERR_LINES`] lines of virtiofsd's stderr (each printable and
+/// at most [`STDERR_LINE_MAX`] characters) and logs them, at most 20 at once and 5 a
+/// second: the guest can make virtiofsd complain (about the files it asks for), and
+/// its lines must not flood the sandbox log.
+fn keep_stderr(pipe: impl Read, lines: &Mutex<VecDeque<String>>) {
+    let limiter = crate::rate_limit::RateLimiter::new(20, 5);
+    let mut reader = BufReader::new(pipe);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        // One line, read at most a bound past the kept length; the rest of a longer
+        // line is read and dropped.
+        match (&mut reader)
+            .take(STDERR_READ_MAX)
+            .read_until(b'\n', &mut raw)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if raw.last() != Some(&b'\n') {
+            skip_line(&mut reader);
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let line = husk_protocol::text::printable(text.trim_end_matches('\n'), STDERR_LINE_MAX);
+        if let crate::rate_limit::Verdict::Log { suppressed } = limiter.check() {
+            if suppressed > 0 {
+                tracing::info!("virtiofsd: {line} ({suppressed} lines dropped before this one)");
+            } else {
+                tracing::info!("virtiofsd: {line}");
+            }
+        }
         let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
         if lines.len() == STDERR_LINES {
             lines.pop_front();
         }
         lines.push_back(line);
+    }
+}
+
+/// Reads and drops the rest of a line (to its newline or the end of input).
+fn skip_line(reader: &mut impl BufRead) {
+    loop {
+        let Ok(buf) = reader.fill_buf() else { return };
+        if buf.is_empty() {
+            return;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return;
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
     }
 }
 

@@ -292,3 +292,36 @@ fn read_only_entries_hold_for_their_submounts_and_fixed_trees_for_their_entries(
     );
     assert!(!host.join("members/planted").exists());
 }
+
+/// What virtiofsd writes on stderr (some of it at the guest's bidding) is kept
+/// bounded: the last lines only, each cut and printable, however much comes.
+#[test]
+fn virtiofsd_stderr_is_kept_bounded_and_printable() {
+    let mut flood = Vec::new();
+    for i in 0..100_000 {
+        flood.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    flood.extend_from_slice(b"\x1b[2Jescape\n");
+    flood.extend(std::iter::repeat_n(b'x', 1 << 20));
+    flood.extend_from_slice(b"\nlast\n");
+    let lines = Mutex::new(VecDeque::new());
+    keep_stderr(&flood[..], &lines);
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), STDERR_LINES);
+    assert!(
+        lines.iter().all(|l| !l.chars().any(char::is_control)),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.len() <= STDERR_LINE_MAX + 40),
+        "a line of {} bytes",
+        lines.iter().map(String::len).max().unwrap()
+    );
+    let tail: Vec<&str> = lines
+        .iter()
+        .rev()
+        .take(3)
+        .map(|l| &l[..l.len().min(20)])
+        .collect();
+    assert_eq!(tail, ["last", "xxxxxxxxxxxxxxxxxxxx", "\\u{1b}[2Jescape"]);
+}
