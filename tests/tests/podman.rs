@@ -6,16 +6,17 @@
 //! run with `--network=none`; the network tests use podman's default bridge network
 //! (CNI on Debian's podman 4.3).
 
-use husk_tests::podman::{text, Podman, IMAGE};
+use husk_tests::podman::{text, Podman, ScrubOnFailure, IMAGE};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// podman's scratch world, shared by the tests (one image import).
-fn podman() -> &'static Podman {
+/// podman's scratch world, shared by the tests (one image import), cleaned of what a
+/// failed test left.
+fn podman() -> ScrubOnFailure<'static> {
     static WORLD: OnceLock<Podman> = OnceLock::new();
-    WORLD.get_or_init(|| {
+    ScrubOnFailure(WORLD.get_or_init(|| {
         Podman::new(&std::env::temp_dir().join(format!("husk-podman-{}", std::process::id())))
-    })
+    }))
 }
 
 /// No sandbox process or virtiofsd of husk's is left.
