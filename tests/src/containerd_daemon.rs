@@ -7,6 +7,8 @@
 
 use crate::bundle::husk_config;
 use crate::guest_image::workspace_bin;
+use crate::scrub::Scrub;
+pub use crate::scrub::ScrubOnFailure;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -31,7 +33,7 @@ const CRI_SUBNET: &str = "10.89.0.0/24";
 pub const SHIM: &str = "containerd-shim-husk-v2";
 /// The longest one `ctr` command may take (a VM boots under nested emulation).
 const CTR_TIMEOUT_SECS: u32 = 300;
-/// The bound on each of [`Containerd::scrub`]'s `ctr` calls: a daemon that does not
+/// The bound on each of [`Containerd`]'s scrub `ctr` calls: a daemon that does not
 /// answer must not hold the suite past its testbed timeout.
 const SCRUB_CTR_TIMEOUT_SECS: u32 = 20;
 /// How long containerd may take to answer, and cleanups to finish.
@@ -372,6 +374,27 @@ impl Containerd {
             .map(|e| e.path())
     }
 
+    /// Waits (bounded) until nothing of husk's is left.
+    pub fn assert_nothing_left(&self) {
+        let mut last = Vec::new();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left behind after {SETTLE:?}: {last:#?}\n{}",
+                self.log_tail()
+            );
+            last = left;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Scrub for Containerd {
     /// After a failed test: prints the logs of the sandboxes it left (the guest's
     /// console and the sandbox process's log), then removes everything it left, so
     /// that the tests after it start clean and fail only for their own reasons.
@@ -379,7 +402,7 @@ impl Containerd {
     /// What it prints goes straight to this process's stderr, past the test
     /// harness's capture: a suite that then runs into its testbed timeout still
     /// shows it. Each `ctr` call here is bounded by [`SCRUB_CTR_TIMEOUT_SECS`].
-    pub fn scrub(&self) {
+    fn scrub(&self) {
         let mut report = String::new();
         for dir in self.store_entries() {
             for log in ["sandbox.log", "console.log"] {
@@ -420,25 +443,6 @@ impl Containerd {
         }
         for dir in self.store_entries() {
             let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-
-    /// Waits (bounded) until nothing of husk's is left.
-    pub fn assert_nothing_left(&self) {
-        let mut last = Vec::new();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let left = self.leftovers();
-            if left.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "left behind after {SETTLE:?}: {last:#?}\n{}",
-                self.log_tail()
-            );
-            last = left;
-            std::thread::sleep(Duration::from_millis(200));
         }
     }
 }
@@ -493,26 +497,6 @@ fn husk_processes() -> Vec<(i32, String)> {
         }
     }
     found
-}
-
-/// Scrubs the daemon's world when dropped during a panic (a failed test): see
-/// [`Containerd::scrub`].
-#[derive(Debug)]
-pub struct ScrubOnFailure<'a>(pub &'a Containerd);
-
-impl std::ops::Deref for ScrubOnFailure<'_> {
-    type Target = Containerd;
-    fn deref(&self) -> &Containerd {
-        self.0
-    }
-}
-
-impl Drop for ScrubOnFailure<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.scrub();
-        }
-    }
 }
 
 /// The pid of the serving shim of task `id`.

@@ -14,6 +14,7 @@ pub mod husk_cli;
 pub mod podman;
 pub mod ratio_table;
 pub mod scratch_fs;
+pub mod scrub;
 pub mod share_guest;
 pub mod stats;
 pub mod testbed;

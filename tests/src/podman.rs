@@ -9,6 +9,8 @@
 
 use crate::bundle::husk_config_with_kernel;
 use crate::guest_image::{workspace_bin, GuestImage};
+use crate::scrub::Scrub;
+pub use crate::scrub::ScrubOnFailure;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -113,30 +115,16 @@ impl Podman {
     }
 }
 
-/// The podman world for one test: after a test that fails, it removes every
-/// container the test left running (`podman rm --all --force`), so that a second run
-/// of the test (`tests/e2e.sh` reruns a failed test in a new process, with a new
-/// world) does not find the first run's microVMs still up.
-#[derive(Debug)]
-pub struct ScrubOnFailure<'a>(pub &'a Podman);
-
-impl std::ops::Deref for ScrubOnFailure<'_> {
-    type Target = Podman;
-    fn deref(&self) -> &Podman {
-        self.0
-    }
-}
-
-impl Drop for ScrubOnFailure<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let out = self.0.run(&["rm", "--all", "--force", "--time", "0"]);
-            eprintln!(
-                "scrub: podman rm --all --force: {}: {}{}",
-                out.status,
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-        }
+/// After a failed test: removes every container it left running (`podman rm --all
+/// --force`).
+impl Scrub for Podman {
+    fn scrub(&self) {
+        let out = self.run(&["rm", "--all", "--force", "--time", "0"]);
+        eprintln!(
+            "scrub: podman rm --all --force: {}: {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
 }

@@ -29,7 +29,7 @@ fn shared() -> &'static (Containerd, PathBuf) {
 }
 
 /// The shared containerd, scrubbed of what a test leaves if that test fails.
-fn containerd() -> ScrubOnFailure<'static> {
+fn containerd() -> ScrubOnFailure<'static, Containerd> {
     ScrubOnFailure(&shared().0)
 }
 

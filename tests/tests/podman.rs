@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 /// podman's scratch world, shared by the tests (one image import), cleaned of what a
 /// failed test left.
-fn podman() -> ScrubOnFailure<'static> {
+fn podman() -> ScrubOnFailure<'static, Podman> {
     static WORLD: OnceLock<Podman> = OnceLock::new();
     ScrubOnFailure(WORLD.get_or_init(|| {
         Podman::new(&std::env::temp_dir().join(format!("husk-podman-{}", std::process::id())))
